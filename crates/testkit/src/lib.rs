@@ -1,0 +1,1 @@
+//! Test support: start the `switchboard` binary on loopback and wait on conditions.
