@@ -43,7 +43,13 @@ struct Bitmap {
 
 impl Bitmap {
     fn new(base: u32, len: u32) -> Self {
-        Self { base, len, words: vec![0; len.div_ceil(64) as usize], used: 0, cursor: 0 }
+        Self {
+            base,
+            len,
+            words: vec![0; len.div_ceil(64) as usize],
+            used: 0,
+            cursor: 0,
+        }
     }
 
     fn index(&self, value: u32) -> Option<u32> {
@@ -119,7 +125,11 @@ impl IpAllocator {
         };
         // size - 2 < 2^32 for every prefix length.
         let len = u32::try_from(len).expect("a /0 minus two addresses fits in u32");
-        Self { net, bits: Bitmap::new(first, len), reserved }
+        Self {
+            net,
+            bits: Bitmap::new(first, len),
+            reserved,
+        }
     }
 
     /// The range this allocator serves.
@@ -158,7 +168,9 @@ impl IpAllocator {
 
     /// Whether `ip` is currently allocated.
     pub fn is_allocated(&self, ip: Ipv4Addr) -> bool {
-        self.bits.index(u32::from(ip)).is_some_and(|i| self.bits.is_set(i))
+        self.bits
+            .index(u32::from(ip))
+            .is_some_and(|i| self.bits.is_set(i))
     }
 
     /// How many addresses are allocated.
@@ -178,7 +190,11 @@ pub struct PortAllocator {
 impl PortAllocator {
     /// An allocator over `first..=last`.
     pub fn new(first: u16, last: u16) -> Self {
-        Self { first, last, bits: Bitmap::new(u32::from(first), u32::from(last - first) + 1) }
+        Self {
+            first,
+            last,
+            bits: Bitmap::new(u32::from(first), u32::from(last - first) + 1),
+        }
     }
 
     /// Claims `port`, which the user asked for.
@@ -212,7 +228,9 @@ impl PortAllocator {
 
     /// Whether `port` is currently allocated.
     pub fn is_allocated(&self, port: u16) -> bool {
-        self.bits.index(u32::from(port)).is_some_and(|i| self.bits.is_set(i))
+        self.bits
+            .index(u32::from(port))
+            .is_some_and(|i| self.bits.is_set(i))
     }
 }
 
@@ -231,7 +249,9 @@ mod tests {
         // .0 is the network, .7 broadcast, .1 reserved: five usable.
         assert_eq!(
             got,
-            (2..=6).map(|d| Ipv4Addr::new(127, 96, 0, d)).collect::<Vec<_>>()
+            (2..=6)
+                .map(|d| Ipv4Addr::new(127, 96, 0, d))
+                .collect::<Vec<_>>()
         );
         assert_eq!(a.allocate_next(), Err(AllocError::Full));
         // The reserved address is still available by request.
@@ -243,7 +263,10 @@ mod tests {
         let mut a = IpAllocator::new(net("127.96.0.0/16"), vec![]);
         let ip = Ipv4Addr::new(127, 96, 3, 4);
         assert_eq!(a.allocate(ip), Ok(()));
-        assert_eq!(a.allocate(ip).unwrap_err().to_string(), "provided IP is already allocated");
+        assert_eq!(
+            a.allocate(ip).unwrap_err().to_string(),
+            "provided IP is already allocated"
+        );
         let err = a.allocate(Ipv4Addr::new(127, 97, 0, 1)).unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -268,7 +291,10 @@ mod tests {
     fn port_errors_use_kubernetes_texts() {
         let mut a = PortAllocator::new(30000, 32767);
         assert_eq!(a.allocate(30080), Ok(()));
-        assert_eq!(a.allocate(30080).unwrap_err().to_string(), "provided port is already allocated");
+        assert_eq!(
+            a.allocate(30080).unwrap_err().to_string(),
+            "provided port is already allocated"
+        );
         assert_eq!(
             a.allocate(80).unwrap_err().to_string(),
             "provided port is not in the valid range. The range of valid ports is 30000-32767"

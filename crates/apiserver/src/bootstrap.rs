@@ -17,16 +17,29 @@ fn rt(name: &str) -> &'static ResourceType {
 }
 
 /// Creates `obj` if absent, or makes the stored one match it.
-async fn ensure(registry: &Registry, rt: &'static ResourceType, ns: Option<&str>, name: &str, obj: Value) -> ApiResult<()> {
+async fn ensure(
+    registry: &Registry,
+    rt: &'static ResourceType,
+    ns: Option<&str>,
+    name: &str,
+    obj: Value,
+) -> ApiResult<()> {
     match registry.get(rt, ns, name).await {
-        Ok(_) => registry.replace(rt, ns, name, Part::Main, obj).await.map(|_| ()),
+        Ok(_) => registry
+            .replace(rt, ns, name, Part::Main, obj)
+            .await
+            .map(|_| ()),
         Err(e) if e.code() == 404 => registry.create(rt, ns, obj).await.map(|_| ()),
         Err(e) => Err(e),
     }
 }
 
 /// Makes the initial objects exist and point at `advertise`.
-pub async fn run(registry: &Registry, kubernetes_ip: Ipv4Addr, advertise: SocketAddr) -> ApiResult<()> {
+pub async fn run(
+    registry: &Registry,
+    kubernetes_ip: Ipv4Addr,
+    advertise: SocketAddr,
+) -> ApiResult<()> {
     let namespaces = rt("namespaces");
     for ns in SYSTEM_NAMESPACES {
         if let Err(e) = registry.get(namespaces, None, ns).await {
@@ -34,12 +47,23 @@ pub async fn run(registry: &Registry, kubernetes_ip: Ipv4Addr, advertise: Socket
                 return Err(e);
             }
             registry
-                .create(namespaces, None, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
+                .create(
+                    namespaces,
+                    None,
+                    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+                )
                 .await?;
         }
     }
     let port = advertise.port();
-    ensure(registry, rt("services"), Some("default"), "kubernetes", kubernetes_service(kubernetes_ip, port)).await?;
+    ensure(
+        registry,
+        rt("services"),
+        Some("default"),
+        "kubernetes",
+        kubernetes_service(kubernetes_ip, port),
+    )
+    .await?;
     let ip = advertise.ip().to_string();
     let endpoints = json!({
         "apiVersion": "v1",
@@ -47,7 +71,14 @@ pub async fn run(registry: &Registry, kubernetes_ip: Ipv4Addr, advertise: Socket
         "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
         "subsets": [{"addresses": [{"ip": ip}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]
     });
-    ensure(registry, rt("endpoints"), Some("default"), "kubernetes", endpoints).await?;
+    ensure(
+        registry,
+        rt("endpoints"),
+        Some("default"),
+        "kubernetes",
+        endpoints,
+    )
+    .await?;
     let slice = json!({
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
@@ -63,5 +94,12 @@ pub async fn run(registry: &Registry, kubernetes_ip: Ipv4Addr, advertise: Socket
         "endpoints": [{"addresses": [ip], "conditions": {"ready": true, "serving": true, "terminating": false}}],
         "ports": [{"name": "https", "port": port, "protocol": "TCP"}]
     });
-    ensure(registry, rt("endpointslices"), Some("default"), "kubernetes", slice).await
+    ensure(
+        registry,
+        rt("endpointslices"),
+        Some("default"),
+        "kubernetes",
+        slice,
+    )
+    .await
 }

@@ -46,7 +46,11 @@ impl Cached {
         match path {
             "metadata.name" => Some(&self.name),
             "metadata.namespace" => Some(self.namespace.as_deref().unwrap_or("")),
-            _ => self.fields.iter().find(|(f, _)| *f == path).map(|(_, v)| v.as_str()),
+            _ => self
+                .fields
+                .iter()
+                .find(|(f, _)| *f == path)
+                .map(|(_, v)| v.as_str()),
         }
     }
 
@@ -55,7 +59,10 @@ impl Cached {
         let mut obj: Value = serde_json::from_slice(value).ok()?;
         object::set_resource_version(&mut obj, rv);
         let meta = obj.get("metadata");
-        let name = meta.and_then(|m| m.get("name")).and_then(Value::as_str)?.to_string();
+        let name = meta
+            .and_then(|m| m.get("name"))
+            .and_then(Value::as_str)?
+            .to_string();
         let namespace = meta
             .and_then(|m| m.get("namespace"))
             .and_then(Value::as_str)
@@ -76,7 +83,16 @@ impl Cached {
             .filter_map(|f| Some((*f, switchboard_api::fields::json_field(&obj, f)?)))
             .collect();
         let json = Bytes::from(serde_json::to_vec(&obj).ok()?);
-        Some(Cached { key: key.to_string(), namespace, name, labels, fields, json, rv, deletion })
+        Some(Cached {
+            key: key.to_string(),
+            namespace,
+            name,
+            labels,
+            fields,
+            json,
+            rv,
+            deletion,
+        })
     }
 }
 
@@ -161,7 +177,11 @@ impl TypeCache {
         let (tx, _) = broadcast::channel(capacity.max(1024));
         Self {
             rt,
-            state: RwLock::new(TypeState { objects: BTreeMap::new(), history: VecDeque::new(), oldest: start }),
+            state: RwLock::new(TypeState {
+                objects: BTreeMap::new(),
+                history: VecDeque::new(),
+                oldest: start,
+            }),
             tx,
             capacity,
         }
@@ -220,9 +240,19 @@ impl TypeCache {
             None => state
                 .objects
                 .values()
-                .map(|o| Arc::new(CacheEvent { kind: EventType::Added, obj: o.clone(), prev: None }))
+                .map(|o| {
+                    Arc::new(CacheEvent {
+                        kind: EventType::Added,
+                        obj: o.clone(),
+                        prev: None,
+                    })
+                })
                 .collect(),
-            Some(rv) if rv < state.oldest => return Err(StartError::TooOld { oldest: state.oldest }),
+            Some(rv) if rv < state.oldest => {
+                return Err(StartError::TooOld {
+                    oldest: state.oldest,
+                });
+            }
             Some(rv) => {
                 let skip = state.history.partition_point(|e| e.rv() <= rv);
                 state.history.iter().skip(skip).cloned().collect()
@@ -249,12 +279,20 @@ impl TypeCache {
         let event = match kind {
             EventKind::Put => {
                 let prev = state.objects.insert(obj.key.clone(), obj.clone());
-                let kind = if prev.is_some() { EventType::Modified } else { EventType::Added };
+                let kind = if prev.is_some() {
+                    EventType::Modified
+                } else {
+                    EventType::Added
+                };
                 CacheEvent { kind, obj, prev }
             }
             EventKind::Delete => {
                 let prev = state.objects.remove(&obj.key);
-                CacheEvent { kind: EventType::Deleted, obj, prev }
+                CacheEvent {
+                    kind: EventType::Deleted,
+                    obj,
+                    prev,
+                }
             }
         };
         self.publish(&mut state, event);
@@ -277,7 +315,14 @@ impl TypeCache {
                     rv,
                     deletion: obj.deletion,
                 });
-                self.publish(&mut state, CacheEvent { kind: EventType::Deleted, obj: gone, prev: Some(obj.clone()) });
+                self.publish(
+                    &mut state,
+                    CacheEvent {
+                        kind: EventType::Deleted,
+                        obj: gone,
+                        prev: Some(obj.clone()),
+                    },
+                );
             }
         }
         for (key, obj) in &fresh {
@@ -285,9 +330,20 @@ impl TypeCache {
                 Some(prev) if prev.rv == obj.rv => {}
                 Some(prev) => self.publish(
                     &mut state,
-                    CacheEvent { kind: EventType::Modified, obj: obj.clone(), prev: Some(prev.clone()) },
+                    CacheEvent {
+                        kind: EventType::Modified,
+                        obj: obj.clone(),
+                        prev: Some(prev.clone()),
+                    },
                 ),
-                None => self.publish(&mut state, CacheEvent { kind: EventType::Added, obj: obj.clone(), prev: None }),
+                None => self.publish(
+                    &mut state,
+                    CacheEvent {
+                        kind: EventType::Added,
+                        obj: obj.clone(),
+                        prev: None,
+                    },
+                ),
             }
         }
         state.objects = fresh;
@@ -303,11 +359,19 @@ pub struct WatchCache {
 
 impl WatchCache {
     /// Loads every object from `store` and starts following its changes.
-    pub async fn start(store: Arc<dyn Store>, history: usize) -> Result<Arc<WatchCache>, switchboard_store::Error> {
+    pub async fn start(
+        store: Arc<dyn Store>,
+        history: usize,
+    ) -> Result<Arc<WatchCache>, switchboard_store::Error> {
         let list = store.list("/registry/").await?;
         let types = switchboard_api::RESOURCES
             .iter()
-            .map(|rt| (rt.kind, Arc::new(TypeCache::new(rt, history, list.revision))))
+            .map(|rt| {
+                (
+                    rt.kind,
+                    Arc::new(TypeCache::new(rt, history, list.revision)),
+                )
+            })
             .collect();
         let (rv, _) = watch::channel(list.revision);
         let cache = Arc::new(WatchCache { types, rv });
@@ -334,26 +398,39 @@ impl WatchCache {
     /// Waits until the cache has caught up with `rv`; false on timeout.
     pub async fn wait_for(&self, rv: Revision, timeout: Duration) -> bool {
         let mut rx = self.rv.subscribe();
-        tokio::time::timeout(timeout, rx.wait_for(|seen| *seen >= rv)).await.is_ok_and(|r| r.is_ok())
+        tokio::time::timeout(timeout, rx.wait_for(|seen| *seen >= rv))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     fn type_of_key(&self, key: &str) -> Option<&'static ResourceType> {
         // Longest prefix wins, though no served prefix is a prefix of another.
-        switchboard_api::RESOURCES.iter().find(|rt| key.starts_with(&rt.key_prefix()))
+        switchboard_api::RESOURCES
+            .iter()
+            .find(|rt| key.starts_with(&rt.key_prefix()))
     }
 
-    fn load(&self, kvs: &[KeyValue]) -> HashMap<&'static ResourceType, BTreeMap<String, Arc<Cached>>> {
+    fn load(
+        &self,
+        kvs: &[KeyValue],
+    ) -> HashMap<&'static ResourceType, BTreeMap<String, Arc<Cached>>> {
         let mut out: HashMap<&'static ResourceType, BTreeMap<String, Arc<Cached>>> = HashMap::new();
         for rt in switchboard_api::RESOURCES {
             out.insert(rt, BTreeMap::new());
         }
         for kv in kvs {
-            let Some(rt) = self.type_of_key(&kv.key) else { continue };
+            let Some(rt) = self.type_of_key(&kv.key) else {
+                continue;
+            };
             match Cached::from_stored(rt, &kv.key, &kv.value, kv.mod_revision) {
                 Some(obj) => {
-                    out.entry(rt).or_default().insert(kv.key.clone(), Arc::new(obj));
+                    out.entry(rt)
+                        .or_default()
+                        .insert(kv.key.clone(), Arc::new(obj));
                 }
-                None => tracing::warn!(key = %kv.key, "stored object is not valid JSON; not served"),
+                None => {
+                    tracing::warn!(key = %kv.key, "stored object is not valid JSON; not served")
+                }
             }
         }
         out
@@ -375,7 +452,9 @@ impl WatchCache {
                         if let Some(rt) = self.type_of_key(&event.kv.key) {
                             match Cached::from_stored(rt, &event.kv.key, &event.kv.value, rv) {
                                 Some(obj) => self.types[rt.kind].apply(event.kind, obj),
-                                None => tracing::warn!(key = %event.kv.key, "stored object is not valid JSON; not served"),
+                                None => {
+                                    tracing::warn!(key = %event.kv.key, "stored object is not valid JSON; not served")
+                                }
                             }
                         }
                         after = rv;

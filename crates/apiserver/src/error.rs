@@ -4,8 +4,8 @@
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
-use switchboard_api::status;
 use switchboard_api::ResourceType;
+use switchboard_api::status;
 
 /// The body formats the apiserver reads.
 pub const ACCEPTED_MEDIA_TYPES: &[&str] = &[
@@ -27,7 +27,10 @@ pub type ApiResult<T> = Result<T, ApiError>;
 impl ApiError {
     /// The HTTP status code.
     pub fn code(&self) -> u16 {
-        self.0.code.and_then(|c| u16::try_from(c).ok()).unwrap_or(500)
+        self.0
+            .code
+            .and_then(|c| u16::try_from(c).ok())
+            .unwrap_or(500)
     }
 
     /// 404 for one object.
@@ -53,7 +56,11 @@ impl ApiError {
     }
 
     /// 422 Invalid with field causes.
-    pub fn invalid(rt: &ResourceType, name: &str, errors: &switchboard_api::validation::ErrorList) -> Self {
+    pub fn invalid(
+        rt: &ResourceType,
+        name: &str,
+        errors: &switchboard_api::validation::ErrorList,
+    ) -> Self {
         Self(status::invalid(rt, name, errors))
     }
 
@@ -74,7 +81,10 @@ impl ApiError {
 
     /// 415 UnsupportedMediaType.
     pub fn unsupported_media_type(content_type: &str) -> Self {
-        Self(status::unsupported_media_type(content_type, ACCEPTED_MEDIA_TYPES))
+        Self(status::unsupported_media_type(
+            content_type,
+            ACCEPTED_MEDIA_TYPES,
+        ))
     }
 
     /// 410 Gone (Expired).
@@ -113,6 +123,11 @@ impl From<switchboard_store::Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = StatusCode::from_u16(self.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (code, [(http::header::CONTENT_TYPE, "application/json")], self.to_json()).into_response()
+        (
+            code,
+            [(http::header::CONTENT_TYPE, "application/json")],
+            self.to_json(),
+        )
+            .into_response()
     }
 }

@@ -44,18 +44,30 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 fn json_response(code: StatusCode, body: impl Into<Body>) -> Response {
-    (code, [(header::CONTENT_TYPE, "application/json")], body.into()).into_response()
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.into(),
+    )
+        .into_response()
 }
 
 fn value_response(code: StatusCode, value: &Value) -> Response {
     // A serde_json::Value always serializes.
-    json_response(code, serde_json::to_vec(value).expect("a JSON value serializes"))
+    json_response(
+        code,
+        serde_json::to_vec(value).expect("a JSON value serializes"),
+    )
 }
 
 /// Compares tokens in time independent of where they differ.
 fn token_matches(presented: &[u8], expected: &[u8]) -> bool {
     presented.len() == expected.len()
-        && presented.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        && presented
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
 fn authorized(headers: &HeaderMap, token: &str) -> bool {
@@ -83,41 +95,95 @@ fn parse_target(path: &str) -> Option<Result<Target, ApiError>> {
         _ => return None,
     };
     let resolve = |plural: &str| {
-        ResourceType::from_path(group, version, plural)
-            .ok_or_else(|| ApiError::not_found_path(&format!("the server could not find the requested resource ({plural})")))
+        ResourceType::from_path(group, version, plural).ok_or_else(|| {
+            ApiError::not_found_path(&format!(
+                "the server could not find the requested resource ({plural})"
+            ))
+        })
     };
     let sub = |s: &str| match s {
         "status" => Ok(Part::Status),
-        other => Err(ApiError::not_found_path(&format!("the server could not find the requested resource (subresource {other})"))),
+        other => Err(ApiError::not_found_path(&format!(
+            "the server could not find the requested resource (subresource {other})"
+        ))),
     };
     let target = (|| {
         Ok(match rest {
-            [] => return Err(ApiError::not_found_path("the server could not find the requested resource")),
-            ["namespaces", ns, plural, tail @ ..] if ResourceType::from_path(group, version, plural).is_some_and(|r| r.namespaced) => {
+            [] => {
+                return Err(ApiError::not_found_path(
+                    "the server could not find the requested resource",
+                ));
+            }
+            ["namespaces", ns, plural, tail @ ..]
+                if ResourceType::from_path(group, version, plural)
+                    .is_some_and(|r| r.namespaced) =>
+            {
                 let rt = resolve(plural)?;
                 match tail {
-                    [] => Target { rt, namespace: Some((*ns).into()), name: None, part: Part::Main },
-                    [name] => Target { rt, namespace: Some((*ns).into()), name: Some((*name).into()), part: Part::Main },
-                    [name, s] => Target { rt, namespace: Some((*ns).into()), name: Some((*name).into()), part: sub(s)? },
-                    _ => return Err(ApiError::not_found_path("the server could not find the requested resource")),
+                    [] => Target {
+                        rt,
+                        namespace: Some((*ns).into()),
+                        name: None,
+                        part: Part::Main,
+                    },
+                    [name] => Target {
+                        rt,
+                        namespace: Some((*ns).into()),
+                        name: Some((*name).into()),
+                        part: Part::Main,
+                    },
+                    [name, s] => Target {
+                        rt,
+                        namespace: Some((*ns).into()),
+                        name: Some((*name).into()),
+                        part: sub(s)?,
+                    },
+                    _ => {
+                        return Err(ApiError::not_found_path(
+                            "the server could not find the requested resource",
+                        ));
+                    }
                 }
             }
-            [plural] => Target { rt: resolve(plural)?, namespace: None, name: None, part: Part::Main },
+            [plural] => Target {
+                rt: resolve(plural)?,
+                namespace: None,
+                name: None,
+                part: Part::Main,
+            },
             [plural, name] => {
                 let rt = resolve(plural)?;
                 if rt.namespaced {
-                    return Err(ApiError::not_found_path("the server could not find the requested resource"));
+                    return Err(ApiError::not_found_path(
+                        "the server could not find the requested resource",
+                    ));
                 }
-                Target { rt, namespace: None, name: Some((*name).into()), part: Part::Main }
+                Target {
+                    rt,
+                    namespace: None,
+                    name: Some((*name).into()),
+                    part: Part::Main,
+                }
             }
             [plural, name, s] => {
                 let rt = resolve(plural)?;
                 if rt.namespaced {
-                    return Err(ApiError::not_found_path("the server could not find the requested resource"));
+                    return Err(ApiError::not_found_path(
+                        "the server could not find the requested resource",
+                    ));
                 }
-                Target { rt, namespace: None, name: Some((*name).into()), part: sub(s)? }
+                Target {
+                    rt,
+                    namespace: None,
+                    name: Some((*name).into()),
+                    part: sub(s)?,
+                }
             }
-            _ => return Err(ApiError::not_found_path("the server could not find the requested resource")),
+            _ => {
+                return Err(ApiError::not_found_path(
+                    "the server could not find the requested resource",
+                ));
+            }
         })
     })();
     Some(target)
@@ -160,7 +226,10 @@ async fn handle(
             state.metrics.revision.set(state.registry.cache.revision());
             return (
                 StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                [(
+                    header::CONTENT_TYPE,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                )],
                 state.metrics.encode(),
             )
                 .into_response();
@@ -175,7 +244,10 @@ async fn handle(
     let target = match parse_target(path) {
         Some(Ok(t)) => t,
         Some(Err(e)) => return e.into_response(),
-        None => return ApiError::not_found_path("the server could not find the requested resource").into_response(),
+        None => {
+            return ApiError::not_found_path("the server could not find the requested resource")
+                .into_response();
+        }
     };
     let query: HashMap<String, String> = uri
         .query()
@@ -187,22 +259,34 @@ async fn handle(
         Part::Status => format!("{}/status", target.rt.plural),
     };
     let started = Instant::now();
-    let response = dispatch(&state, verb, &target, &query, &headers, body).await.unwrap_or_else(|e| e.into_response());
+    let response = dispatch(&state, verb, &target, &query, &headers, body)
+        .await
+        .unwrap_or_else(|e| e.into_response());
     state
         .metrics
         .latency
-        .get_or_create(&LatencyLabels { verb: verb.into(), resource: resource.clone() })
+        .get_or_create(&LatencyLabels {
+            verb: verb.into(),
+            resource: resource.clone(),
+        })
         .observe(started.elapsed().as_secs_f64());
     state
         .metrics
         .requests
-        .get_or_create(&RequestLabels { verb: verb.into(), resource, code: response.status().as_u16().to_string() })
+        .get_or_create(&RequestLabels {
+            verb: verb.into(),
+            resource,
+            code: response.status().as_u16().to_string(),
+        })
         .inc();
     response
 }
 
 fn parse_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
     if content_type.contains("protobuf") {
         return Err(ApiError::unsupported_media_type(content_type));
     }
@@ -218,7 +302,10 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
 }
 
 fn parse_patch(headers: &HeaderMap, body: &[u8]) -> ApiResult<Patch> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let media = content_type.split(';').next().unwrap_or("").trim();
     let value = parse_body(headers, body)?;
     match media {
@@ -244,29 +331,44 @@ async fn dispatch(
     let rt = target.rt;
     let ns = target.namespace.as_deref();
     if query.get("dryRun").is_some_and(|d| !d.is_empty()) {
-        return Err(ApiError::bad_request("dryRun is not supported by Switchboard"));
+        return Err(ApiError::bad_request(
+            "dryRun is not supported by Switchboard",
+        ));
     }
     if target.part == Part::Status && !rt.has_status {
-        return Err(ApiError::not_found_path(&format!("{} has no status subresource", rt.plural)));
+        return Err(ApiError::not_found_path(&format!(
+            "{} has no status subresource",
+            rt.plural
+        )));
     }
     let name = target.name.as_deref().unwrap_or("");
     match verb {
-        "get" => Ok(value_response(StatusCode::OK, &registry.get(rt, ns, name).await?)),
+        "get" => Ok(value_response(
+            StatusCode::OK,
+            &registry.get(rt, ns, name).await?,
+        )),
         "list" => list(state, target, query).await,
         "watch" => watch(state, target, query).await,
         "create" => {
             if rt.namespaced && ns.is_none() {
-                return Err(ApiError::method_not_allowed(rt, "create across all namespaces"));
+                return Err(ApiError::method_not_allowed(
+                    rt,
+                    "create across all namespaces",
+                ));
             }
             let obj = registry.create(rt, ns, parse_body(headers, &body)?).await?;
             Ok(value_response(StatusCode::CREATED, &obj))
         }
         "update" => {
-            let obj = registry.replace(rt, ns, name, target.part, parse_body(headers, &body)?).await?;
+            let obj = registry
+                .replace(rt, ns, name, target.part, parse_body(headers, &body)?)
+                .await?;
             Ok(value_response(StatusCode::OK, &obj))
         }
         "patch" => {
-            let obj = registry.patch(rt, ns, name, target.part, parse_patch(headers, &body)?).await?;
+            let obj = registry
+                .patch(rt, ns, name, target.part, parse_patch(headers, &body)?)
+                .await?;
             Ok(value_response(StatusCode::OK, &obj))
         }
         "delete" => {
@@ -279,8 +381,17 @@ async fn dispatch(
             let filter = Filter::new(rt, ns, query)?;
             let prefix = prefix_of(rt, ns);
             let mut deleted = Vec::new();
-            for obj in registry.cache.of(rt).list(&prefix, None).into_iter().filter(|o| filter.matches(o)) {
-                match registry.delete(rt, obj.namespace.as_deref(), &obj.name, &options).await {
+            for obj in registry
+                .cache
+                .of(rt)
+                .list(&prefix, None)
+                .into_iter()
+                .filter(|o| filter.matches(o))
+            {
+                match registry
+                    .delete(rt, obj.namespace.as_deref(), &obj.name, &options)
+                    .await
+                {
                     Ok(v) => deleted.push(v),
                     Err(e) if e.code() == 404 => {}
                     Err(e) => return Err(e),
@@ -301,19 +412,25 @@ async fn dispatch(
 fn delete_options(query: &HashMap<String, String>, body: &[u8]) -> ApiResult<DeleteOptions> {
     let mut options = DeleteOptions::default();
     if !body.iter().all(u8::is_ascii_whitespace) {
-        let parsed: Value = serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("the DeleteOptions body is not valid JSON: {e}")))?;
+        let parsed: Value = serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!("the DeleteOptions body is not valid JSON: {e}"))
+        })?;
         options.grace_period_seconds = parsed.get("gracePeriodSeconds").and_then(Value::as_i64);
-        options.uid = parsed.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string);
-        options.resource_version =
-            parsed.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(str::to_string);
+        options.uid = parsed
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        options.resource_version = parsed
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string);
     }
     if let Some(grace) = query.get("gracePeriodSeconds") {
-        options.grace_period_seconds = Some(
-            grace
-                .parse()
-                .map_err(|_| ApiError::bad_request(format!("gracePeriodSeconds must be an integer, got {grace:?}")))?,
-        );
+        options.grace_period_seconds = Some(grace.parse().map_err(|_| {
+            ApiError::bad_request(format!(
+                "gracePeriodSeconds must be an integer, got {grace:?}"
+            ))
+        })?);
     }
     Ok(options)
 }
@@ -334,26 +451,45 @@ struct Filter {
 }
 
 impl Filter {
-    fn new(rt: &ResourceType, ns: Option<&str>, query: &HashMap<String, String>) -> ApiResult<Filter> {
-        let labels = match query.get("labelSelector").filter(|s| !s.is_empty()) {
-            Some(s) => Some(Selector::parse(s).map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?),
-            None => None,
-        };
+    fn new(
+        rt: &ResourceType,
+        ns: Option<&str>,
+        query: &HashMap<String, String>,
+    ) -> ApiResult<Filter> {
+        let labels =
+            match query.get("labelSelector").filter(|s| !s.is_empty()) {
+                Some(s) => Some(Selector::parse(s).map_err(|e| {
+                    ApiError::bad_request(format!("unable to parse requirement: {e}"))
+                })?),
+                None => None,
+            };
         let fields = match query.get("fieldSelector").filter(|s| !s.is_empty()) {
             Some(s) => {
-                let selector = FieldSelector::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?;
-                selector.validate_for(rt.kind).map_err(|e| ApiError::bad_request(e.to_string()))?;
+                let selector =
+                    FieldSelector::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?;
+                selector
+                    .validate_for(rt.kind)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
                 Some(selector)
             }
             None => None,
         };
-        Ok(Filter { namespace: ns.filter(|_| rt.namespaced).map(str::to_string), labels, fields })
+        Ok(Filter {
+            namespace: ns.filter(|_| rt.namespaced).map(str::to_string),
+            labels,
+            fields,
+        })
     }
 
     fn matches(&self, obj: &Cached) -> bool {
-        self.namespace.as_deref().is_none_or(|ns| obj.namespace.as_deref() == Some(ns))
+        self.namespace
+            .as_deref()
+            .is_none_or(|ns| obj.namespace.as_deref() == Some(ns))
             && self.labels.as_ref().is_none_or(|s| s.matches(&obj.labels))
-            && self.fields.as_ref().is_none_or(|s| s.matches(&|f| obj.field(f).map(str::to_string)))
+            && self
+                .fields
+                .as_ref()
+                .is_none_or(|s| s.matches(&|f| obj.field(f).map(str::to_string)))
     }
 
     /// The watch line for an event as this filter sees it: an object that
@@ -389,7 +525,10 @@ fn bookmark_line(rt: &ResourceType, rv: i64, initial_events_end: bool) -> Bytes 
         meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
     }
     let object = json!({"kind": rt.kind, "apiVersion": rt.api_version(), "metadata": meta});
-    watch_line("BOOKMARK", &serde_json::to_vec(&object).expect("a JSON value serializes"))
+    watch_line(
+        "BOOKMARK",
+        &serde_json::to_vec(&object).expect("a JSON value serializes"),
+    )
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -401,7 +540,11 @@ struct ContinueToken {
 /// Waits until the cache reflects the revision a request must see.
 async fn wait_for_revision(state: &AppState, query: &HashMap<String, String>) -> ApiResult<()> {
     let cache = &state.registry.cache;
-    match query.get("resourceVersion").map(String::as_str).unwrap_or("") {
+    match query
+        .get("resourceVersion")
+        .map(String::as_str)
+        .unwrap_or("")
+    {
         // "0": any state will do; serve what the cache has.
         "0" => Ok(()),
         // Unset: the most recent state, as a consistent read from the store would give.
@@ -410,29 +553,38 @@ async fn wait_for_revision(state: &AppState, query: &HashMap<String, String>) ->
             if cache.wait_for(rv, Duration::from_secs(5)).await {
                 Ok(())
             } else {
-                Err(ApiError::timeout("the watch cache did not catch up with the store in time"))
+                Err(ApiError::timeout(
+                    "the watch cache did not catch up with the store in time",
+                ))
             }
         }
         n => {
-            let rv: i64 = n
-                .parse()
-                .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {n:?}: not a number")))?;
+            let rv: i64 = n.parse().map_err(|_| {
+                ApiError::bad_request(format!("invalid resourceVersion {n:?}: not a number"))
+            })?;
             if cache.wait_for(rv, Duration::from_secs(3)).await {
                 Ok(())
             } else {
-                Err(ApiError::timeout(format!("Too large resource version: {rv}, current: {}", cache.revision())))
+                Err(ApiError::timeout(format!(
+                    "Too large resource version: {rv}, current: {}",
+                    cache.revision()
+                )))
             }
         }
     }
 }
 
-async fn list(state: &AppState, target: &Target, query: &HashMap<String, String>) -> ApiResult<Response> {
+async fn list(
+    state: &AppState,
+    target: &Target,
+    query: &HashMap<String, String>,
+) -> ApiResult<Response> {
     let rt = target.rt;
     let filter = Filter::new(rt, target.namespace.as_deref(), query)?;
     let limit = match query.get("limit") {
-        Some(l) => l
-            .parse::<usize>()
-            .map_err(|_| ApiError::bad_request(format!("limit must be a non-negative integer, got {l:?}")))?,
+        Some(l) => l.parse::<usize>().map_err(|_| {
+            ApiError::bad_request(format!("limit must be a non-negative integer, got {l:?}"))
+        })?,
         None => 0,
     };
     let token = match query.get("continue").filter(|c| !c.is_empty()) {
@@ -451,7 +603,10 @@ async fn list(state: &AppState, target: &Target, query: &HashMap<String, String>
     let cache = state.registry.cache.of(rt);
     // Read the revision before the objects: the objects are then at least as
     // new as the revision the list reports.
-    let rv = token.as_ref().map(|t| t.rv).unwrap_or_else(|| state.registry.cache.revision());
+    let rv = token
+        .as_ref()
+        .map(|t| t.rv)
+        .unwrap_or_else(|| state.registry.cache.revision());
     let prefix = prefix_of(rt, target.namespace.as_deref());
     let mut items: Vec<Arc<Cached>> = cache
         .list(&prefix, token.as_ref().map(|t| t.start.as_str()))
@@ -462,10 +617,14 @@ async fn list(state: &AppState, target: &Target, query: &HashMap<String, String>
     if limit > 0 && items.len() > limit {
         items.truncate(limit);
         let last = items.last().map(|o| o.key.clone()).unwrap_or_default();
-        let token = serde_json::to_vec(&ContinueToken { rv, start: last }).expect("a token serializes");
+        let token =
+            serde_json::to_vec(&ContinueToken { rv, start: last }).expect("a token serializes");
         next = Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token));
     }
-    Ok(json_response(StatusCode::OK, list_body(rt, &items, rv, next.as_deref())))
+    Ok(json_response(
+        StatusCode::OK,
+        list_body(rt, &items, rv, next.as_deref()),
+    ))
 }
 
 /// Decrements the open-watch gauge when a watch ends, however it ends.
@@ -477,27 +636,43 @@ impl Drop for WatchGuard {
     }
 }
 
-async fn watch(state: &AppState, target: &Target, query: &HashMap<String, String>) -> ApiResult<Response> {
+async fn watch(
+    state: &AppState,
+    target: &Target,
+    query: &HashMap<String, String>,
+) -> ApiResult<Response> {
     let rt = target.rt;
     let filter = Filter::new(rt, target.namespace.as_deref(), query)?;
-    let bookmarks = query.get("allowWatchBookmarks").is_some_and(|b| b == "true" || b == "1");
-    let initial_events = query.get("sendInitialEvents").is_some_and(|b| b == "true" || b == "1");
+    let bookmarks = query
+        .get("allowWatchBookmarks")
+        .is_some_and(|b| b == "true" || b == "1");
+    let initial_events = query
+        .get("sendInitialEvents")
+        .is_some_and(|b| b == "true" || b == "1");
     let timeout = match query.get("timeoutSeconds") {
-        Some(t) => Duration::from_secs(
-            t.parse().map_err(|_| ApiError::bad_request(format!("timeoutSeconds must be an integer, got {t:?}")))?,
-        ),
+        Some(t) => Duration::from_secs(t.parse().map_err(|_| {
+            ApiError::bad_request(format!("timeoutSeconds must be an integer, got {t:?}"))
+        })?),
         // Kubernetes picks a random timeout between 30 and 60 minutes so
         // watches from one client do not all restart together.
         None => Duration::from_secs(1800 + rand::random_range(0..1800)),
     };
-    let rv_param = query.get("resourceVersion").map(String::as_str).unwrap_or("");
+    let rv_param = query
+        .get("resourceVersion")
+        .map(String::as_str)
+        .unwrap_or("");
     let start = match rv_param {
         "" | "0" => None,
         n => {
-            let rv: i64 = n
-                .parse()
-                .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {n:?}: not a number")))?;
-            if !state.registry.cache.wait_for(rv, Duration::from_secs(3)).await {
+            let rv: i64 = n.parse().map_err(|_| {
+                ApiError::bad_request(format!("invalid resourceVersion {n:?}: not a number"))
+            })?;
+            if !state
+                .registry
+                .cache
+                .wait_for(rv, Duration::from_secs(3))
+                .await
+            {
                 return Err(ApiError::timeout(format!(
                     "Too large resource version: {rv}, current: {}",
                     state.registry.cache.revision()
@@ -517,7 +692,10 @@ async fn watch(state: &AppState, target: &Target, query: &HashMap<String, String
     let guard = WatchGuard(metrics);
     match type_cache.subscribe(start) {
         Err(StartError::TooOld { oldest }) => {
-            let status = ApiError::gone(format!("too old resource version: {} ({oldest})", start.unwrap_or(0)));
+            let status = ApiError::gone(format!(
+                "too old resource version: {} ({oldest})",
+                start.unwrap_or(0)
+            ));
             let line = watch_line("ERROR", &status.to_json());
             let _ = tx.try_send(Ok(line));
             drop(guard);
@@ -539,7 +717,10 @@ async fn watch(state: &AppState, target: &Target, query: &HashMap<String, String
                 if start.is_none() {
                     last_rv = last_rv.max(cache.revision());
                 }
-                if initial_events && bookmarks && tx.send(Ok(bookmark_line(rt, last_rv, true))).await.is_err() {
+                if initial_events
+                    && bookmarks
+                    && tx.send(Ok(bookmark_line(rt, last_rv, true))).await.is_err()
+                {
                     return;
                 }
                 let mut tick = tokio::time::interval(Duration::from_secs(5));
@@ -579,7 +760,10 @@ async fn watch(state: &AppState, target: &Target, query: &HashMap<String, String
     }
     Ok((
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-cache, private")],
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-cache, private"),
+        ],
         Body::from_stream(ReceiverStream::new(rx)),
     )
         .into_response())
@@ -629,7 +813,16 @@ fn api_group_list() -> Value {
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
-const VERBS: [&str; 8] = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const VERBS: [&str; 8] = [
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 /// `/api/v1`, `/apis/<group>` and `/apis/<group>/<version>`.
 fn discovery_document(path: &str) -> Option<Value> {
@@ -646,8 +839,10 @@ fn discovery_document(path: &str) -> Option<Value> {
         ["apis", group, version] => (*group, *version),
         _ => return None,
     };
-    let types: Vec<&ResourceType> =
-        switchboard_api::RESOURCES.iter().filter(|r| r.group == group && r.version == version).collect();
+    let types: Vec<&ResourceType> = switchboard_api::RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+        .collect();
     if types.is_empty() {
         return None;
     }
@@ -671,8 +866,14 @@ fn discovery_document(path: &str) -> Option<Value> {
             }));
         }
     }
-    let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}))
+    let group_version = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}),
+    )
 }
 
 #[cfg(test)]
@@ -681,16 +882,40 @@ mod tests {
 
     #[test]
     fn paths_resolve_to_targets() {
-        let t = parse_target("/api/v1/namespaces/default/services/web/status").unwrap().unwrap();
-        assert_eq!((t.rt.kind, t.namespace.as_deref(), t.name.as_deref(), t.part), ("Service", Some("default"), Some("web"), Part::Status));
-        let t = parse_target("/api/v1/namespaces/kube-system").unwrap().unwrap();
-        assert_eq!((t.rt.kind, t.name.as_deref()), ("Namespace", Some("kube-system")));
+        let t = parse_target("/api/v1/namespaces/default/services/web/status")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (t.rt.kind, t.namespace.as_deref(), t.name.as_deref(), t.part),
+            ("Service", Some("default"), Some("web"), Part::Status)
+        );
+        let t = parse_target("/api/v1/namespaces/kube-system")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (t.rt.kind, t.name.as_deref()),
+            ("Namespace", Some("kube-system"))
+        );
         let t = parse_target("/api/v1/services").unwrap().unwrap();
         assert_eq!((t.rt.kind, t.namespace, t.name), ("Service", None, None));
-        let t = parse_target("/apis/discovery.k8s.io/v1/namespaces/x/endpointslices").unwrap().unwrap();
-        assert_eq!((t.rt.kind, t.namespace.as_deref()), ("EndpointSlice", Some("x")));
-        assert_eq!(parse_target("/api/v1/widgets").unwrap().unwrap_err().code(), 404);
-        assert_eq!(parse_target("/api/v1/services/web").unwrap().unwrap_err().code(), 404);
+        let t = parse_target("/apis/discovery.k8s.io/v1/namespaces/x/endpointslices")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (t.rt.kind, t.namespace.as_deref()),
+            ("EndpointSlice", Some("x"))
+        );
+        assert_eq!(
+            parse_target("/api/v1/widgets").unwrap().unwrap_err().code(),
+            404
+        );
+        assert_eq!(
+            parse_target("/api/v1/services/web")
+                .unwrap()
+                .unwrap_err()
+                .code(),
+            404
+        );
         assert!(parse_target("/healthz").is_none());
     }
 

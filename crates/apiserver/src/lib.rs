@@ -123,7 +123,9 @@ impl Config {
             )));
         }
         if self.watch_history == 0 {
-            return Err(Error::Config("the watch history must hold at least one event".into()));
+            return Err(Error::Config(
+                "the watch history must hold at least one event".into(),
+            ));
         }
         Ok(())
     }
@@ -135,21 +137,32 @@ impl Server {
     /// default namespaces and the `kubernetes` service, and binds the listener.
     pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Server, Error> {
         config.validate()?;
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|source| Error::DataDir { path: config.data_dir.clone(), source })?;
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
-            .map_err(|source| Error::Listen { addr: config.listen, source })?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|source| Error::Listen { addr: config.listen, source })?;
+            .map_err(|source| Error::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| Error::Listen {
+            addr: config.listen,
+            source,
+        })?;
 
-        let allocators = strategy::Allocators::new(config.service_cidr, config.node_port_range, config.lb_ip_pool);
+        let allocators = strategy::Allocators::new(
+            config.service_cidr,
+            config.node_port_range,
+            config.lb_ip_pool,
+        );
         let kubernetes_ip = allocators.kubernetes_ip();
         let creds = tls::load_or_create(&config.data_dir, local_addr, &[kubernetes_ip.into()])?;
 
         let cache = cache::WatchCache::start(store.clone(), config.watch_history).await?;
-        let services = switchboard_api::ResourceType::lookup("services").expect("services are in the registry");
+        let services = switchboard_api::ResourceType::lookup("services")
+            .expect("services are in the registry");
         let stored: Vec<serde_json::Value> = cache
             .of(services)
             .list(&services.key_prefix(), None)
@@ -159,7 +172,11 @@ impl Server {
         for problem in allocators.repair(stored.iter()) {
             tracing::warn!(%problem, "allocation repair");
         }
-        let registry = Arc::new(Registry { store, cache, allocators });
+        let registry = Arc::new(Registry {
+            store,
+            cache,
+            allocators,
+        });
 
         let advertise = if local_addr.ip().is_unspecified() {
             SocketAddr::new([127, 0, 0, 1].into(), local_addr.port())
@@ -168,8 +185,14 @@ impl Server {
         };
         bootstrap::run(&registry, kubernetes_ip, advertise)
             .await
-            .map_err(|e| Error::Config(format!("cannot create the initial objects: {}", e.0.message.unwrap_or_default())))?;
-        let kubeconfig = tls::write_kubeconfig(&config.data_dir, &format!("https://{advertise}"), &creds)?;
+            .map_err(|e| {
+                Error::Config(format!(
+                    "cannot create the initial objects: {}",
+                    e.0.message.unwrap_or_default()
+                ))
+            })?;
+        let kubeconfig =
+            tls::write_kubeconfig(&config.data_dir, &format!("https://{advertise}"), &creds)?;
 
         tokio::spawn(registry.clone().reap_pods());
         let state = Arc::new(http::AppState {
@@ -178,9 +201,18 @@ impl Server {
             metrics: Arc::new(metrics::Metrics::new()),
             advertise: advertise.to_string(),
         });
-        let serving = tokio::spawn(serve::serve(listener, creds.server_config.clone(), http::router(state)));
+        let serving = tokio::spawn(serve::serve(
+            listener,
+            creds.server_config.clone(),
+            http::router(state),
+        ));
         tracing::info!(%local_addr, kubeconfig = %kubeconfig.display(), "apiserver serving");
-        Ok(Server { local_addr, kubeconfig, serving, registry })
+        Ok(Server {
+            local_addr,
+            kubeconfig,
+            serving,
+            registry,
+        })
     }
 
     /// The address the server listens on.
@@ -200,6 +232,8 @@ impl Server {
 
     /// Serves until the process ends or the listener task fails.
     pub async fn wait(self) -> Result<(), Error> {
-        self.serving.await.map_err(|e| Error::Config(format!("the listener task failed: {e}")))
+        self.serving
+            .await
+            .map_err(|e| Error::Config(format!("the listener task failed: {e}")))
     }
 }

@@ -53,18 +53,37 @@ impl Metrics {
         let watches = Gauge::default();
         let revision = Gauge::<i64, AtomicI64>::default();
         let mut registry = Registry::with_prefix("apiserver");
-        registry.register("requests", "Requests served, by verb, resource and code", requests.clone());
-        registry.register("request_duration_seconds", "Request latency by verb and resource", latency.clone());
+        registry.register(
+            "requests",
+            "Requests served, by verb, resource and code",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Request latency by verb and resource",
+            latency.clone(),
+        );
         registry.register("watches", "Watches open now", watches.clone());
-        registry.register("storage_revision", "The store revision the watch cache has reached", revision.clone());
-        Self { requests, latency, watches, revision, registry }
+        registry.register(
+            "storage_revision",
+            "The store revision the watch cache has reached",
+            revision.clone(),
+        );
+        Self {
+            requests,
+            latency,
+            watches,
+            revision,
+            registry,
+        }
     }
 
     /// The text exposition format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
-        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("encoding into a String");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("encoding into a String");
         out
     }
 }

@@ -89,7 +89,10 @@ fn decode(kv: &KeyValue) -> ApiResult<Value> {
 /// `terminationGracePeriodSeconds`, else 30 s.
 fn pod_grace(pod: &Value, requested: Option<i64>) -> i64 {
     requested
-        .or_else(|| pod.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+        .or_else(|| {
+            pod.pointer("/spec/terminationGracePeriodSeconds")
+                .and_then(Value::as_i64)
+        })
         .unwrap_or(30)
         .max(0)
 }
@@ -98,18 +101,31 @@ fn pod_grace(pod: &Value, requested: Option<i64>) -> i64 {
 /// placed on a node and has not finished (Kubernetes deletes unscheduled and
 /// terminal pods at once).
 fn pod_needs_grace(pod: &Value) -> bool {
-    let scheduled = pod.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
-    let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
+    let scheduled = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.is_empty());
+    let phase = pod
+        .pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     scheduled && phase != "Succeeded" && phase != "Failed"
 }
 
 fn has_finalizers(obj: &Value) -> bool {
-    obj.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty())
+    obj.pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| !f.is_empty())
 }
 
 impl Registry {
     /// Reads one object from the store (a consistent read).
-    pub async fn get(&self, rt: &'static ResourceType, ns: Option<&str>, name: &str) -> ApiResult<Value> {
+    pub async fn get(
+        &self,
+        rt: &'static ResourceType,
+        ns: Option<&str>,
+        name: &str,
+    ) -> ApiResult<Value> {
         match self.store.get(&rt.key(ns, name)).await? {
             Some(kv) => decode(&kv),
             None => Err(ApiError::not_found(rt, name)),
@@ -117,10 +133,19 @@ impl Registry {
     }
 
     /// Creates an object from a request body.
-    pub async fn create(&self, rt: &'static ResourceType, ns: Option<&str>, body: Value) -> ApiResult<Value> {
+    pub async fn create(
+        &self,
+        rt: &'static ResourceType,
+        ns: Option<&str>,
+        body: Value,
+    ) -> ApiResult<Value> {
         let mut obj = self.prepare_body(rt, ns, body)?;
         let meta = meta_mut(&mut obj);
-        let name = meta.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+        let name = meta
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let name = if name.is_empty() {
             match meta.get("generateName").and_then(Value::as_str) {
                 Some(prefix) if !prefix.is_empty() => {
@@ -134,14 +159,27 @@ impl Registry {
             name
         };
         meta.insert("name".into(), Value::String(name.clone()));
-        meta.insert("uid".into(), Value::String(uuid::Uuid::new_v4().to_string()));
-        meta.insert("creationTimestamp".into(), Value::String(object::now_rfc3339()));
+        meta.insert(
+            "uid".into(),
+            Value::String(uuid::Uuid::new_v4().to_string()),
+        );
+        meta.insert(
+            "creationTimestamp".into(),
+            Value::String(object::now_rfc3339()),
+        );
         meta.insert("generation".into(), json!(1));
-        for field in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink"] {
+        for field in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "managedFields",
+            "selfLink",
+        ] {
             meta.remove(field);
         }
         if rt.namespaced {
-            self.check_namespace_open(rt, ns.unwrap_or("default"), &name).await?;
+            self.check_namespace_open(rt, ns.unwrap_or("default"), &name)
+                .await?;
         }
 
         let claims = crate::strategy::prepare_create(rt, &mut obj, &self.allocators)?;
@@ -154,7 +192,9 @@ impl Registry {
             Err(err) => {
                 self.allocators.release(&claims);
                 Err(match err {
-                    switchboard_store::Error::AlreadyExists { .. } => ApiError::already_exists(rt, &name),
+                    switchboard_store::Error::AlreadyExists { .. } => {
+                        ApiError::already_exists(rt, &name)
+                    }
                     other => other.into(),
                 })
             }
@@ -171,7 +211,9 @@ impl Registry {
                     Err(ApiError::forbidden(
                         rt,
                         name,
-                        format!("unable to create new content in namespace {ns} because it is being terminated"),
+                        format!(
+                            "unable to create new content in namespace {ns} because it is being terminated"
+                        ),
                     ))
                 } else {
                     Ok(())
@@ -184,7 +226,9 @@ impl Registry {
     /// request path and fills in what is missing.
     fn prepare_body(&self, rt: &ResourceType, ns: Option<&str>, body: Value) -> ApiResult<Value> {
         let Value::Object(mut map) = body else {
-            return Err(ApiError::bad_request("the request body must be a JSON object"));
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
         };
         let api_version = rt.api_version();
         match map.get("apiVersion").and_then(Value::as_str) {
@@ -246,7 +290,9 @@ impl Registry {
             }
             _ => {}
         }
-        let pinned = meta_str(&body, "resourceVersion").filter(|rv| !rv.is_empty()).map(str::to_string);
+        let pinned = meta_str(&body, "resourceVersion")
+            .filter(|rv| !rv.is_empty())
+            .map(str::to_string);
         self.update_with(rt, ns, name, part, |current| {
             if let Some(rv) = &pinned
                 && meta_str(current, "resourceVersion") != Some(rv.as_str())
@@ -278,9 +324,12 @@ impl Registry {
         self.update_with(rt, ns, name, part, |current| {
             let mut doc = current.clone();
             match &patch {
-                Patch::Merge(p) | Patch::Strategic(p) | Patch::Apply(p) => json_patch::merge(&mut doc, p),
-                Patch::Json(p) => json_patch::patch(&mut doc, p)
-                    .map_err(|e| ApiError::bad_request(format!("the JSON patch could not be applied: {e}")))?,
+                Patch::Merge(p) | Patch::Strategic(p) | Patch::Apply(p) => {
+                    json_patch::merge(&mut doc, p)
+                }
+                Patch::Json(p) => json_patch::patch(&mut doc, p).map_err(|e| {
+                    ApiError::bad_request(format!("the JSON patch could not be applied: {e}"))
+                })?,
             }
             if let Some(rv) = meta_str(&doc, "resourceVersion")
                 && Some(rv) != meta_str(current, "resourceVersion")
@@ -312,7 +361,8 @@ impl Registry {
             let current = decode(&kv)?;
             let requested = change(&current)?;
             let mut next = merge_update(rt, &current, requested, part);
-            let claims = crate::strategy::prepare_update(rt, &mut next, &current, part, &self.allocators)?;
+            let claims =
+                crate::strategy::prepare_update(rt, &mut next, &current, part, &self.allocators)?;
 
             // A no-op update writes nothing and keeps the resourceVersion, as
             // Kubernetes does; controllers rely on this to stay quiet.
@@ -325,17 +375,23 @@ impl Registry {
                 && !has_finalizers(&next)
                 && !(rt.kind == "Pod" && deletion_pending(&next));
             let result = if finalized {
-                self.store.delete(&key, Some(kv.mod_revision)).await.map(|deleted| {
-                    self.released(rt, &next);
-                    let mut next = next.clone();
-                    object::set_resource_version(&mut next, deleted.mod_revision);
-                    next
-                })
+                self.store
+                    .delete(&key, Some(kv.mod_revision))
+                    .await
+                    .map(|deleted| {
+                        self.released(rt, &next);
+                        let mut next = next.clone();
+                        object::set_resource_version(&mut next, deleted.mod_revision);
+                        next
+                    })
             } else {
-                self.store.update(&key, object::to_stored(&next), kv.mod_revision).await.map(|written| {
-                    object::set_resource_version(&mut next, written.mod_revision);
-                    next
-                })
+                self.store
+                    .update(&key, object::to_stored(&next), kv.mod_revision)
+                    .await
+                    .map(|written| {
+                        object::set_resource_version(&mut next, written.mod_revision);
+                        next
+                    })
             };
             match result {
                 Ok(next) => {
@@ -382,7 +438,11 @@ impl Registry {
 
             let now = jiff::Timestamp::now().as_second();
             let graceful = rt.kind == "Pod" && pod_needs_grace(&current);
-            let grace = if graceful { pod_grace(&current, options.grace_period_seconds) } else { 0 };
+            let grace = if graceful {
+                pod_grace(&current, options.grace_period_seconds)
+            } else {
+                0
+            };
             let finalizers = has_finalizers(&current);
             if grace > 0 || finalizers {
                 // Mark for deletion; a shorter grace may replace a longer one.
@@ -395,15 +455,24 @@ impl Registry {
                 }
                 let mut next = current.clone();
                 let meta = meta_mut(&mut next);
-                meta.insert("deletionTimestamp".into(), Value::String(object::rfc3339(deadline)));
+                meta.insert(
+                    "deletionTimestamp".into(),
+                    Value::String(object::rfc3339(deadline)),
+                );
                 meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
-                match self.store.update(&key, object::to_stored(&next), kv.mod_revision).await {
+                match self
+                    .store
+                    .update(&key, object::to_stored(&next), kv.mod_revision)
+                    .await
+                {
                     Ok(written) => {
                         object::set_resource_version(&mut next, written.mod_revision);
                         return Ok(next);
                     }
                     Err(switchboard_store::Error::Conflict { .. }) => continue,
-                    Err(switchboard_store::Error::NotFound { .. }) => return Err(ApiError::not_found(rt, name)),
+                    Err(switchboard_store::Error::NotFound { .. }) => {
+                        return Err(ApiError::not_found(rt, name));
+                    }
                     Err(other) => return Err(other.into()),
                 }
             }
@@ -415,7 +484,9 @@ impl Registry {
                     return Ok(gone);
                 }
                 Err(switchboard_store::Error::Conflict { .. }) => continue,
-                Err(switchboard_store::Error::NotFound { .. }) => return Err(ApiError::not_found(rt, name)),
+                Err(switchboard_store::Error::NotFound { .. }) => {
+                    return Err(ApiError::not_found(rt, name));
+                }
                 Err(other) => return Err(other.into()),
             }
         }
@@ -434,7 +505,11 @@ impl Registry {
     async fn delete_namespace(&self, name: &str) -> ApiResult<Value> {
         let ns_rt = ResourceType::lookup("namespaces").expect("namespaces are in the registry");
         if SYSTEM_NAMESPACES.contains(&name) {
-            return Err(ApiError::forbidden(ns_rt, name, "this namespace may not be deleted"));
+            return Err(ApiError::forbidden(
+                ns_rt,
+                name,
+                "this namespace may not be deleted",
+            ));
         }
         let key = ns_rt.key(None, name);
         // Mark the namespace Terminating first, so nothing new is created in it
@@ -446,18 +521,27 @@ impl Registry {
             };
             let mut next = decode(&kv)?;
             if meta_str(&next, "deletionTimestamp").is_none() {
-                meta_mut(&mut next).insert("deletionTimestamp".into(), Value::String(object::now_rfc3339()));
+                meta_mut(&mut next).insert(
+                    "deletionTimestamp".into(),
+                    Value::String(object::now_rfc3339()),
+                );
             }
             if let Some(map) = next.as_object_mut() {
                 map.insert("status".into(), json!({"phase": "Terminating"}));
             }
-            match self.store.update(&key, object::to_stored(&next), kv.mod_revision).await {
+            match self
+                .store
+                .update(&key, object::to_stored(&next), kv.mod_revision)
+                .await
+            {
                 Ok(written) => {
                     object::set_resource_version(&mut next, written.mod_revision);
                     break next;
                 }
                 Err(switchboard_store::Error::Conflict { .. }) => continue,
-                Err(switchboard_store::Error::NotFound { .. }) => return Err(ApiError::not_found(ns_rt, name)),
+                Err(switchboard_store::Error::NotFound { .. }) => {
+                    return Err(ApiError::not_found(ns_rt, name));
+                }
                 Err(other) => return Err(other.into()),
             }
         };
@@ -504,7 +588,9 @@ impl Registry {
                 .filter(|p| p.deletion.is_some_and(|t| t <= now))
                 .collect();
             for pod in due {
-                let Some(kv) = self.store.get(&pod.key).await.ok().flatten() else { continue };
+                let Some(kv) = self.store.get(&pod.key).await.ok().flatten() else {
+                    continue;
+                };
                 let Ok(current) = decode(&kv) else { continue };
                 if has_finalizers(&current) || deletion_pending(&current) {
                     continue;
@@ -524,7 +610,12 @@ fn deletion_pending(obj: &Value) -> bool {
         .is_some_and(|t| t.as_second() > jiff::Timestamp::now().as_second())
 }
 
-fn check_preconditions(rt: &ResourceType, name: &str, current: &Value, options: &DeleteOptions) -> ApiResult<()> {
+fn check_preconditions(
+    rt: &ResourceType,
+    name: &str,
+    current: &Value,
+    options: &DeleteOptions,
+) -> ApiResult<()> {
     if let Some(uid) = &options.uid
         && meta_str(current, "uid") != Some(uid.as_str())
     {
@@ -567,17 +658,33 @@ fn merge_update(rt: &ResourceType, current: &Value, requested: Value, part: Part
         map.insert("apiVersion".into(), Value::String(rt.api_version()));
         map.insert("kind".into(), Value::String(rt.kind.into()));
     }
-    let old_meta = current.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default();
+    let old_meta = current
+        .get("metadata")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     let spec_changed = current.get("spec") != next.get("spec");
     let meta: &mut Map<String, Value> = meta_mut(&mut next);
-    for field in ["name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+    for field in [
+        "name",
+        "namespace",
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+    ] {
         match old_meta.get(field) {
             Some(v) => meta.insert(field.into(), v.clone()),
             None => meta.remove(field),
         };
     }
     if spec_changed {
-        let generation = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
+        let generation = old_meta
+            .get("generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            + 1;
         meta.insert("generation".into(), json!(generation));
     }
     meta.remove("managedFields");
@@ -586,7 +693,12 @@ fn merge_update(rt: &ResourceType, current: &Value, requested: Value, part: Part
 }
 
 /// Serializes a list response from cached objects without re-encoding them.
-pub fn list_body(rt: &ResourceType, items: &[Arc<Cached>], rv: i64, continue_token: Option<&str>) -> Bytes {
+pub fn list_body(
+    rt: &ResourceType,
+    items: &[Arc<Cached>],
+    rv: i64,
+    continue_token: Option<&str>,
+) -> Bytes {
     let mut out = Vec::with_capacity(128 + items.iter().map(|i| i.json.len() + 1).sum::<usize>());
     out.extend_from_slice(b"{\"kind\":\"");
     out.extend_from_slice(rt.kind.as_bytes());

@@ -44,7 +44,10 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, router
                 }
             };
             let builder = auto::Builder::new(TokioExecutor::new());
-            if let Err(err) = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await {
+            if let Err(err) = builder
+                .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                .await
+            {
                 tracing::debug!(%peer, %err, "connection ended with an error");
             }
         });

@@ -38,7 +38,10 @@ fn invalid(rt: &ResourceType, obj: &Value, errors: ErrorList) -> ApiResult<()> {
     if errors.is_empty() {
         Ok(())
     } else {
-        let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+        let name = obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         Err(ApiError::invalid(rt, name, &errors))
     }
 }
@@ -54,12 +57,20 @@ fn meta_errors(rt: &ResourceType, obj: &Value) -> ApiResult<ErrorList> {
         "Namespace" => switchboard_api::names::name_is_dns_label,
         _ => switchboard_api::names::name_is_dns_subdomain,
     };
-    Ok(validation::validate_object_meta(&meta, rt.namespaced, names))
+    Ok(validation::validate_object_meta(
+        &meta,
+        rt.namespaced,
+        names,
+    ))
 }
 
 /// Prepares a new object for storage; returns what was allocated for it so a
 /// failed write can give it back.
-pub fn prepare_create(rt: &ResourceType, obj: &mut Value, allocators: &Allocators) -> ApiResult<Claims> {
+pub fn prepare_create(
+    rt: &ResourceType,
+    obj: &mut Value,
+    allocators: &Allocators,
+) -> ApiResult<Claims> {
     // Metadata problems are reported together with the kind's own, so one
     // answer names every field to fix.
     let mut errors = meta_errors(rt, obj)?;
@@ -199,7 +210,9 @@ fn prune_and_validate(rt: &ResourceType, obj: &mut Value, mut errors: ErrorList)
 /// (Kubernetes' `patchAllocatedValues`): an apply of the original manifest
 /// must not drop the ClusterIP or the NodePorts.
 fn keep_allocated_values(svc: &mut Service, old: &Service) {
-    let (Some(spec), Some(old_spec)) = (svc.spec.as_mut(), old.spec.as_ref()) else { return };
+    let (Some(spec), Some(old_spec)) = (svc.spec.as_mut(), old.spec.as_ref()) else {
+        return;
+    };
     if needs_cluster_ip(spec) && old_spec.type_.as_deref() != Some("ExternalName") {
         if spec.cluster_ip.as_deref().unwrap_or("").is_empty() {
             spec.cluster_ip = old_spec.cluster_ip.clone();
@@ -219,7 +232,9 @@ fn keep_allocated_values(svc: &mut Service, old: &Service) {
         for port in spec.ports.iter_mut().flatten() {
             if port.node_port.unwrap_or(0) == 0
                 && let Some(prev) = old_ports.iter().find(|p| {
-                    p.port == port.port && p.protocol.as_deref().unwrap_or("TCP") == port.protocol.as_deref().unwrap_or("TCP")
+                    p.port == port.port
+                        && p.protocol.as_deref().unwrap_or("TCP")
+                            == port.protocol.as_deref().unwrap_or("TCP")
                 })
             {
                 port.node_port = prev.node_port;
@@ -235,8 +250,13 @@ fn keep_allocated_values(svc: &mut Service, old: &Service) {
 /// were (Kubernetes' `dropTypeDependentFields`), so a type change needs no
 /// hand-editing of allocated values.
 fn drop_type_dependent_fields(svc: &mut Service, old: &Service) {
-    let (Some(spec), Some(old_spec)) = (svc.spec.as_mut(), old.spec.as_ref()) else { return };
-    if !needs_cluster_ip(spec) && spec.cluster_ip == old_spec.cluster_ip && spec.cluster_ip.as_deref() != Some("None") {
+    let (Some(spec), Some(old_spec)) = (svc.spec.as_mut(), old.spec.as_ref()) else {
+        return;
+    };
+    if !needs_cluster_ip(spec)
+        && spec.cluster_ip == old_spec.cluster_ip
+        && spec.cluster_ip.as_deref() != Some("None")
+    {
         spec.cluster_ip = None;
         spec.cluster_ips = None;
         spec.ip_families = None;
@@ -250,7 +270,9 @@ fn drop_type_dependent_fields(svc: &mut Service, old: &Service) {
             }
         }
     }
-    if !needs_health_check_port(spec) && spec.health_check_node_port == old_spec.health_check_node_port {
+    if !needs_health_check_port(spec)
+        && spec.health_check_node_port == old_spec.health_check_node_port
+    {
         spec.health_check_node_port = None;
     }
     if spec.type_.as_deref() != Some("LoadBalancer")
@@ -273,7 +295,8 @@ fn needs_node_ports(spec: &k8s_openapi::api::core::v1::ServiceSpec) -> bool {
 }
 
 fn needs_health_check_port(spec: &k8s_openapi::api::core::v1::ServiceSpec) -> bool {
-    spec.type_.as_deref() == Some("LoadBalancer") && spec.external_traffic_policy.as_deref() == Some("Local")
+    spec.type_.as_deref() == Some("LoadBalancer")
+        && spec.external_traffic_policy.as_deref() == Some("Local")
 }
 
 /// What one write claimed from the allocators.
@@ -297,21 +320,44 @@ impl Held {
         if obj.get("kind").and_then(Value::as_str) != Some("Service") {
             return Held::default();
         }
-        serde_json::from_value::<Service>(obj.clone()).map(|s| Held::of(&s)).unwrap_or_default()
+        serde_json::from_value::<Service>(obj.clone())
+            .map(|s| Held::of(&s))
+            .unwrap_or_default()
     }
 
     fn of(svc: &Service) -> Held {
         let mut held = Held::default();
         if let Some(spec) = &svc.spec {
-            let ips = spec.cluster_ips.iter().flatten().chain(spec.cluster_ip.iter());
-            held.cluster_ips.extend(ips.filter_map(|ip| ip.parse::<Ipv4Addr>().ok()));
+            let ips = spec
+                .cluster_ips
+                .iter()
+                .flatten()
+                .chain(spec.cluster_ip.iter());
+            held.cluster_ips
+                .extend(ips.filter_map(|ip| ip.parse::<Ipv4Addr>().ok()));
             held.node_ports.extend(
-                spec.ports.iter().flatten().filter_map(|p| p.node_port).filter_map(|p| u16::try_from(p).ok()),
+                spec.ports
+                    .iter()
+                    .flatten()
+                    .filter_map(|p| p.node_port)
+                    .filter_map(|p| u16::try_from(p).ok()),
             );
-            held.node_ports.extend(spec.health_check_node_port.and_then(|p| u16::try_from(p).ok()));
+            held.node_ports.extend(
+                spec.health_check_node_port
+                    .and_then(|p| u16::try_from(p).ok()),
+            );
         }
-        if let Some(ingress) = svc.status.as_ref().and_then(|s| s.load_balancer.as_ref()).and_then(|lb| lb.ingress.as_ref()) {
-            held.lb_ips.extend(ingress.iter().filter_map(|i| i.ip.as_deref()?.parse::<Ipv4Addr>().ok()));
+        if let Some(ingress) = svc
+            .status
+            .as_ref()
+            .and_then(|s| s.load_balancer.as_ref())
+            .and_then(|lb| lb.ingress.as_ref())
+        {
+            held.lb_ips.extend(
+                ingress
+                    .iter()
+                    .filter_map(|i| i.ip.as_deref()?.parse::<Ipv4Addr>().ok()),
+            );
         }
         held
     }
@@ -331,7 +377,11 @@ pub struct Allocators {
 impl Allocators {
     /// Allocators over the configured ranges. The service range's `.1` (the
     /// `kubernetes` service) and `.10` (cluster DNS) are only given on request.
-    pub fn new(service_cidr: ipnet::Ipv4Net, node_ports: (u16, u16), lb_pool: ipnet::Ipv4Net) -> Self {
+    pub fn new(
+        service_cidr: ipnet::Ipv4Net,
+        node_ports: (u16, u16),
+        lb_pool: ipnet::Ipv4Net,
+    ) -> Self {
         let base = u32::from(service_cidr.network());
         let reserved = vec![Ipv4Addr::from(base + 1), Ipv4Addr::from(base + 10)];
         Self {
@@ -362,23 +412,33 @@ impl Allocators {
         for svc in services {
             let name = format!(
                 "{}/{}",
-                svc.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or(""),
-                svc.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("")
+                svc.pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .unwrap_or(""),
+                svc.pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
             );
             let held = Held::of_value(svc);
             for ip in held.cluster_ips {
                 if let Err(AllocError::Taken { .. }) = pools.cluster_ips.allocate(ip) {
-                    problems.push(format!("ClusterIP {ip} of {name} is held by another service"));
+                    problems.push(format!(
+                        "ClusterIP {ip} of {name} is held by another service"
+                    ));
                 }
             }
             for port in held.node_ports {
                 if let Err(AllocError::Taken { .. }) = pools.node_ports.allocate(port) {
-                    problems.push(format!("NodePort {port} of {name} is held by another service"));
+                    problems.push(format!(
+                        "NodePort {port} of {name} is held by another service"
+                    ));
                 }
             }
             for ip in held.lb_ips {
                 if let Err(AllocError::Taken { .. }) = pools.lb_ips.allocate(ip) {
-                    problems.push(format!("LoadBalancer IP {ip} of {name} is held by another service"));
+                    problems.push(format!(
+                        "LoadBalancer IP {ip} of {name} is held by another service"
+                    ));
                 }
             }
         }
@@ -388,9 +448,18 @@ impl Allocators {
     /// Gives back what a failed write claimed.
     pub fn release(&self, claims: &Claims) {
         let mut pools = self.pools();
-        claims.cluster_ips.iter().for_each(|ip| pools.cluster_ips.release(*ip));
-        claims.node_ports.iter().for_each(|p| pools.node_ports.release(*p));
-        claims.lb_ips.iter().for_each(|ip| pools.lb_ips.release(*ip));
+        claims
+            .cluster_ips
+            .iter()
+            .for_each(|ip| pools.cluster_ips.release(*ip));
+        claims
+            .node_ports
+            .iter()
+            .for_each(|p| pools.node_ports.release(*p));
+        claims
+            .lb_ips
+            .iter()
+            .for_each(|ip| pools.lb_ips.release(*ip));
     }
 
     /// After `old` was replaced by `new` (`Value::Null` when deleted), gives
@@ -401,15 +470,26 @@ impl Allocators {
             return;
         }
         let mut pools = self.pools();
-        old.cluster_ips.difference(&new.cluster_ips).for_each(|ip| pools.cluster_ips.release(*ip));
-        old.node_ports.difference(&new.node_ports).for_each(|p| pools.node_ports.release(*p));
-        old.lb_ips.difference(&new.lb_ips).for_each(|ip| pools.lb_ips.release(*ip));
+        old.cluster_ips
+            .difference(&new.cluster_ips)
+            .for_each(|ip| pools.cluster_ips.release(*ip));
+        old.node_ports
+            .difference(&new.node_ports)
+            .for_each(|p| pools.node_ports.release(*p));
+        old.lb_ips
+            .difference(&new.lb_ips)
+            .for_each(|ip| pools.lb_ips.release(*ip));
     }
 
     /// Fills in and claims the ClusterIP, NodePorts, health-check NodePort and
     /// LoadBalancer address `svc` needs that `old` did not already hold. All
     /// or nothing: on error, whatever was claimed is given back.
-    fn allocate(&self, rt: &ResourceType, svc: &mut Service, old: Option<&Service>) -> ApiResult<Claims> {
+    fn allocate(
+        &self,
+        rt: &ResourceType,
+        svc: &mut Service,
+        old: Option<&Service>,
+    ) -> ApiResult<Claims> {
         let held = old.map(Held::of).unwrap_or_default();
         let mut claims = Claims::default();
         let mut pools = self.pools();
@@ -423,7 +503,11 @@ impl Allocators {
                 if errors.iter().any(|e| e.detail.ends_with("range is full")) {
                     return Err(ApiError::internal(format!(
                         "failed to allocate a {}: range is full",
-                        if errors[0].field.contains("nodePort") { "nodePort" } else { "serviceIP" }
+                        if errors[0].field.contains("nodePort") {
+                            "nodePort"
+                        } else {
+                            "serviceIP"
+                        }
                     )));
                 }
                 Err(ApiError::invalid(rt, &name, &errors))
@@ -431,8 +515,15 @@ impl Allocators {
         }
     }
 
-    fn allocate_locked(pools: &mut Pools, svc: &mut Service, held: &Held, claims: &mut Claims) -> Result<(), ErrorList> {
-        let Some(spec) = svc.spec.as_mut() else { return Ok(()) };
+    fn allocate_locked(
+        pools: &mut Pools,
+        svc: &mut Service,
+        held: &Held,
+        claims: &mut Claims,
+    ) -> Result<(), ErrorList> {
+        let Some(spec) = svc.spec.as_mut() else {
+            return Ok(());
+        };
         let mut errors = ErrorList::new();
 
         if needs_cluster_ip(spec) && spec.cluster_ip.as_deref() != Some("None") {
@@ -465,7 +556,8 @@ impl Allocators {
             }
             if spec.cluster_ip.as_deref().is_some_and(|ip| !ip.is_empty()) {
                 spec.ip_families.get_or_insert_with(|| vec!["IPv4".into()]);
-                spec.ip_family_policy.get_or_insert_with(|| "SingleStack".into());
+                spec.ip_family_policy
+                    .get_or_insert_with(|| "SingleStack".into());
             }
         } else if spec.cluster_ip.as_deref() == Some("None") {
             spec.cluster_ips = Some(vec!["None".into()]);
@@ -475,7 +567,11 @@ impl Allocators {
             let mut in_this_service = BTreeSet::new();
             for (i, port) in spec.ports.iter_mut().flatten().enumerate() {
                 let field = format!("spec.ports[{i}].nodePort");
-                match port.node_port.and_then(|p| u16::try_from(p).ok()).filter(|p| *p != 0) {
+                match port
+                    .node_port
+                    .and_then(|p| u16::try_from(p).ok())
+                    .filter(|p| *p != 0)
+                {
                     None => match pools.node_ports.allocate_next() {
                         Ok(p) => {
                             claims.node_ports.push(p);
@@ -492,33 +588,55 @@ impl Allocators {
                             claims.node_ports.push(p);
                             in_this_service.insert(p);
                         }
-                        Err(e) => errors.push(FieldError::invalid(&field, i32::from(p), e.to_string())),
+                        Err(e) => {
+                            errors.push(FieldError::invalid(&field, i32::from(p), e.to_string()))
+                        }
                     },
                 }
             }
         }
 
         if needs_health_check_port(spec) {
-            match spec.health_check_node_port.and_then(|p| u16::try_from(p).ok()).filter(|p| *p != 0) {
+            match spec
+                .health_check_node_port
+                .and_then(|p| u16::try_from(p).ok())
+                .filter(|p| *p != 0)
+            {
                 None => match pools.node_ports.allocate_next() {
                     Ok(p) => {
                         claims.node_ports.push(p);
                         spec.health_check_node_port = Some(i32::from(p));
                     }
-                    Err(e) => errors.push(FieldError::invalid("spec.healthCheckNodePort", 0i32, e.to_string())),
+                    Err(e) => errors.push(FieldError::invalid(
+                        "spec.healthCheckNodePort",
+                        0i32,
+                        e.to_string(),
+                    )),
                 },
                 Some(p) if held.node_ports.contains(&p) => {}
                 Some(p) => match pools.node_ports.allocate(p) {
                     Ok(()) => claims.node_ports.push(p),
-                    Err(e) => errors.push(FieldError::invalid("spec.healthCheckNodePort", i32::from(p), e.to_string())),
+                    Err(e) => errors.push(FieldError::invalid(
+                        "spec.healthCheckNodePort",
+                        i32::from(p),
+                        e.to_string(),
+                    )),
                 },
             }
         }
 
         if spec.type_.as_deref() == Some("LoadBalancer") {
             let pool = pools.lb_ips.range();
-            let current: Vec<Ipv4Addr> = held.lb_ips.iter().copied().filter(|ip| pool.contains(ip)).collect();
-            let requested = spec.load_balancer_ip.as_deref().and_then(|ip| ip.parse::<Ipv4Addr>().ok());
+            let current: Vec<Ipv4Addr> = held
+                .lb_ips
+                .iter()
+                .copied()
+                .filter(|ip| pool.contains(ip))
+                .collect();
+            let requested = spec
+                .load_balancer_ip
+                .as_deref()
+                .and_then(|ip| ip.parse::<Ipv4Addr>().ok());
             let ip = match (current.first(), requested) {
                 (Some(ip), None) => Some(*ip),
                 (Some(ip), Some(req)) if *ip == req => Some(*ip),
@@ -528,7 +646,11 @@ impl Allocators {
                         Some(req)
                     }
                     Err(e) => {
-                        errors.push(FieldError::invalid("spec.loadBalancerIP", req.to_string(), e.to_string()));
+                        errors.push(FieldError::invalid(
+                            "spec.loadBalancerIP",
+                            req.to_string(),
+                            e.to_string(),
+                        ));
                         None
                     }
                 },
@@ -554,7 +676,11 @@ impl Allocators {
             }
         }
 
-        if errors.is_empty() { Ok(()) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
     }
 }
 

@@ -31,7 +31,10 @@ pub struct Credentials {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::DataDir { path: path.to_path_buf(), source }
+    move |source| Error::DataDir {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn tls_err(what: &str) -> impl FnOnce(rcgen::Error) -> Error + '_ {
@@ -89,7 +92,9 @@ pub fn load_or_create(
         (key, pem)
     } else {
         let key = KeyPair::generate().map_err(tls_err("generating the CA key"))?;
-        let cert = ca_params()?.self_signed(&key).map_err(tls_err("signing the CA"))?;
+        let cert = ca_params()?
+            .self_signed(&key)
+            .map_err(tls_err("signing the CA"))?;
         write_private(&ca_key_path, key.serialize_pem().as_bytes())?;
         write_private(&ca_crt_path, cert.pem().as_bytes())?;
         (key, cert.pem())
@@ -106,7 +111,13 @@ pub fn load_or_create(
     if !listen.ip().is_unspecified() && !ips.contains(&listen.ip()) {
         ips.push(listen.ip());
     }
-    ips.extend(extra_ips.iter().copied().filter(|ip| !ips.contains(ip)).collect::<Vec<_>>());
+    ips.extend(
+        extra_ips
+            .iter()
+            .copied()
+            .filter(|ip| !ips.contains(ip))
+            .collect::<Vec<_>>(),
+    );
     let mut params = CertificateParams::new(std::mem::take(&mut names))
         .map_err(tls_err("serving certificate names"))?;
     params
@@ -115,7 +126,10 @@ pub fn load_or_create(
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, "switchboard-apiserver");
     params.distinguished_name = dn;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let key = KeyPair::generate().map_err(tls_err("generating the serving key"))?;
     let cert = params
@@ -124,7 +138,10 @@ pub fn load_or_create(
 
     let token_path = data_dir.join("token");
     let token = if token_path.exists() {
-        fs::read_to_string(&token_path).map_err(io_err(&token_path))?.trim().to_string()
+        fs::read_to_string(&token_path)
+            .map_err(io_err(&token_path))?
+            .trim()
+            .to_string()
     } else {
         let token = new_token();
         write_private(&token_path, token.as_bytes())?;
@@ -143,7 +160,11 @@ pub fn load_or_create(
     .map_err(|e| Error::Tls(format!("serving certificate: {e}")))?;
     server_config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
 
-    Ok(Credentials { ca_pem, token, server_config: Arc::new(server_config) })
+    Ok(Credentials {
+        ca_pem,
+        token,
+        server_config: Arc::new(server_config),
+    })
 }
 
 /// A 256-bit random token, hex encoded.
@@ -153,7 +174,11 @@ fn new_token() -> String {
 }
 
 /// Writes `DATA_DIR/kubeconfig` for `server` (an `https://` URL) and returns its path.
-pub fn write_kubeconfig(data_dir: &Path, server: &str, creds: &Credentials) -> Result<PathBuf, Error> {
+pub fn write_kubeconfig(
+    data_dir: &Path,
+    server: &str,
+    creds: &Credentials,
+) -> Result<PathBuf, Error> {
     let ca = base64::engine::general_purpose::STANDARD.encode(creds.ca_pem.as_bytes());
     let contents = format!(
         "apiVersion: v1

@@ -204,7 +204,10 @@ impl Embedded {
         // The apiserver keeps its own cache of every object, so redb's page
         // cache only needs the working set of writes and point reads.
         let db = Arc::new(
-            redb::Builder::new().set_cache_size(64 << 20).create(path).map_err(backend)?,
+            redb::Builder::new()
+                .set_cache_size(64 << 20)
+                .create(path)
+                .map_err(backend)?,
         );
         let revision = init(&db).map_err(backend)?;
         let shared = Arc::new(Shared {

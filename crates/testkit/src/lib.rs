@@ -1,1 +1,97 @@
 //! Test support: start the `switchboard` binary on loopback and wait on conditions.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// A `switchboard up` process on a free loopback port, with its data directory.
+pub struct Switchboard {
+    /// The process.
+    pub child: Child,
+    /// `https://127.0.0.1:PORT`.
+    pub url: String,
+    /// The data directory (kept by the caller's TempDir).
+    pub data_dir: PathBuf,
+}
+
+impl Switchboard {
+    /// Starts `binary up` on `data_dir` and waits for its ready line.
+    pub fn up(binary: &Path, data_dir: &Path) -> anyhow::Result<Switchboard> {
+        let mut child = Command::new(binary)
+            .args(["up", "--api-listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let stdout = child.stdout.take().context("stdout is piped")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .context("no ready line from switchboard up within 30 s")?;
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("https://"))
+            .map(|w| w.trim_end_matches(',').to_string())
+            .with_context(|| format!("unexpected ready line {line:?}"))?;
+        Ok(Switchboard {
+            child,
+            url,
+            data_dir: data_dir.to_path_buf(),
+        })
+    }
+
+    /// The kubeconfig the process wrote.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.data_dir.join("kubeconfig")
+    }
+
+    /// A kube-rs client from the kubeconfig.
+    pub async fn client(&self) -> anyhow::Result<kube::Client> {
+        let kubeconfig = kube::config::Kubeconfig::read_from(self.kubeconfig())?;
+        let config = kube::Config::from_custom_kubeconfig(
+            kubeconfig,
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await?;
+        Ok(kube::Client::try_from(config)?)
+    }
+
+    /// Kills the process with SIGKILL and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Switchboard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `check` until it returns `Some`, or fails after `timeout`.
+pub async fn wait_for<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

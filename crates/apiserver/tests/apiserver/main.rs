@@ -26,15 +26,24 @@ pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Cluster {
     let mut config = Config::new(dir.path());
     config.listen = "127.0.0.1:0".parse().expect("literal address");
     tweak(&mut config);
-    let store = switchboard_store::Embedded::open(&dir.path().join("store.redb"), Default::default())
-        .expect("the store opens");
-    let server = Server::start(config, store as Arc<dyn switchboard_store::Store>).await.expect("the apiserver starts");
-    let kubeconfig = Kubeconfig::read_from(server.kubeconfig_path()).expect("the kubeconfig parses");
-    let client_config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+    let store =
+        switchboard_store::Embedded::open(&dir.path().join("store.redb"), Default::default())
+            .expect("the store opens");
+    let server = Server::start(config, store as Arc<dyn switchboard_store::Store>)
         .await
-        .expect("the kubeconfig is usable");
+        .expect("the apiserver starts");
+    let kubeconfig =
+        Kubeconfig::read_from(server.kubeconfig_path()).expect("the kubeconfig parses");
+    let client_config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .expect("the kubeconfig is usable");
     let client = kube::Client::try_from(client_config).expect("a client");
-    Cluster { dir, server, client }
+    Cluster {
+        dir,
+        server,
+        client,
+    }
 }
 
 /// Starts an apiserver with the defaults.

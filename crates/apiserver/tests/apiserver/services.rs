@@ -34,19 +34,36 @@ async fn services_are_defaulted_and_given_addresses() {
     assert_eq!(spec.session_affinity.as_deref(), Some("None"));
     assert_eq!(spec.internal_traffic_policy.as_deref(), Some("Cluster"));
     let ip: std::net::Ipv4Addr = spec.cluster_ip.unwrap().parse().unwrap();
-    assert!("127.96.0.0/16".parse::<ipnet::Ipv4Net>().unwrap().contains(&ip));
-    assert_ne!(ip.octets()[3..], [10], "the DNS address is never handed out dynamically");
+    assert!(
+        "127.96.0.0/16"
+            .parse::<ipnet::Ipv4Net>()
+            .unwrap()
+            .contains(&ip)
+    );
+    assert_ne!(
+        ip.octets()[3..],
+        [10],
+        "the DNS address is never handed out dynamically"
+    );
     let port = &spec.ports.unwrap()[0];
     assert_eq!(port.protocol.as_deref(), Some("TCP"));
-    assert_eq!(port.target_port, Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(80)));
+    assert_eq!(
+        port.target_port,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(80))
+    );
 
     let lb = api
         .create(&PostParams::default(), &svc(json!({"metadata": {"name": "lb"}, "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}})))
         .await
         .unwrap();
-    let node_port = lb.spec.as_ref().unwrap().ports.as_ref().unwrap()[0].node_port.unwrap();
+    let node_port = lb.spec.as_ref().unwrap().ports.as_ref().unwrap()[0]
+        .node_port
+        .unwrap();
     assert!((30000..=32767).contains(&node_port));
-    assert_eq!(lb.spec.unwrap().external_traffic_policy.as_deref(), Some("Cluster"));
+    assert_eq!(
+        lb.spec.unwrap().external_traffic_policy.as_deref(),
+        Some("Cluster")
+    );
     let ingress = lb.status.unwrap().load_balancer.unwrap().ingress.unwrap();
     assert!(ingress[0].ip.as_deref().unwrap().starts_with("127.240.0."));
 
@@ -61,26 +78,54 @@ async fn services_are_defaulted_and_given_addresses() {
 async fn taken_and_out_of_range_node_ports_use_kubernetes_texts() {
     let c = start_with(|_| {}).await;
     let api: Api<Service> = Api::namespaced(c.client.clone(), "default");
-    let np = |name: &str, port: i32| svc(json!({"metadata": {"name": name}, "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": port}]}}));
-    api.create(&PostParams::default(), &np("a", 30080)).await.unwrap();
+    let np = |name: &str, port: i32| {
+        svc(
+            json!({"metadata": {"name": name}, "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": port}]}}),
+        )
+    };
+    api.create(&PostParams::default(), &np("a", 30080))
+        .await
+        .unwrap();
     let message = invalid(api.create(&PostParams::default(), &np("b", 30080)).await);
-    assert!(message.contains("spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated"), "{message}");
+    assert!(
+        message.contains(
+            "spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated"
+        ),
+        "{message}"
+    );
     let message = invalid(api.create(&PostParams::default(), &np("c", 80)).await);
-    assert!(message.contains("provided port is not in the valid range. The range of valid ports is 30000-32767"), "{message}");
+    assert!(
+        message.contains(
+            "provided port is not in the valid range. The range of valid ports is 30000-32767"
+        ),
+        "{message}"
+    );
     // Deleting frees the port for the next service.
     api.delete("a", &DeleteParams::default()).await.unwrap();
-    api.create(&PostParams::default(), &np("b", 30080)).await.unwrap();
+    api.create(&PostParams::default(), &np("b", 30080))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn requested_cluster_ips_are_honoured_once() {
     let c = start_with(|_| {}).await;
     let api: Api<Service> = Api::namespaced(c.client.clone(), "default");
-    let fixed = |name: &str| svc(json!({"metadata": {"name": name}, "spec": {"clusterIP": "127.96.5.5", "ports": [{"port": 80}]}}));
-    let made = api.create(&PostParams::default(), &fixed("one")).await.unwrap();
+    let fixed = |name: &str| {
+        svc(
+            json!({"metadata": {"name": name}, "spec": {"clusterIP": "127.96.5.5", "ports": [{"port": 80}]}}),
+        )
+    };
+    let made = api
+        .create(&PostParams::default(), &fixed("one"))
+        .await
+        .unwrap();
     assert_eq!(made.spec.unwrap().cluster_ip.as_deref(), Some("127.96.5.5"));
     let message = invalid(api.create(&PostParams::default(), &fixed("two")).await);
-    assert!(message.contains("provided IP is already allocated"), "{message}");
+    assert!(
+        message.contains("provided IP is already allocated"),
+        "{message}"
+    );
     // Nothing was half-written.
     assert!(api.get_opt("two").await.unwrap().is_none());
 }
@@ -98,7 +143,12 @@ async fn invalid_services_get_422_with_a_cause_per_field() {
         Err(kube::Error::Api(status)) => {
             assert_eq!(status.code, 422);
             let message = status.message;
-            for needle in ["metadata.name", "spec.ports[0].port", "spec.ports[1].protocol", "timeoutSeconds"] {
+            for needle in [
+                "metadata.name",
+                "spec.ports[0].port",
+                "spec.ports[1].protocol",
+                "timeoutSeconds",
+            ] {
                 assert!(message.contains(needle), "{needle} missing from {message}");
             }
         }
@@ -107,7 +157,12 @@ async fn invalid_services_get_422_with_a_cause_per_field() {
     // The raw Status carries details.causes naming each field.
     let request = http::Request::post("/api/v1/namespaces/default/services")
         .header("content-type", "application/json")
-        .body(serde_json::to_vec(&json!({"metadata": {"name": "x"}, "spec": {"type": "ExternalName"}})).unwrap())
+        .body(
+            serde_json::to_vec(
+                &json!({"metadata": {"name": "x"}, "spec": {"type": "ExternalName"}}),
+            )
+            .unwrap(),
+        )
         .unwrap();
     let status: serde_json::Value = match c.client.request_text(request).await {
         Err(kube::Error::Api(s)) => serde_json::to_value(&s).unwrap(),
@@ -123,32 +178,47 @@ async fn cluster_ip_is_immutable_but_kept_when_omitted() {
     let c = start_with(|_| {}).await;
     let api: Api<Service> = Api::namespaced(c.client.clone(), "default");
     let made = api
-        .create(&PostParams::default(), &svc(json!({"metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}})))
+        .create(
+            &PostParams::default(),
+            &svc(json!({"metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}})),
+        )
         .await
         .unwrap();
     let ip = made.spec.as_ref().unwrap().cluster_ip.clone();
     // Re-applying the original manifest (no clusterIP) keeps the address.
     let mut again = svc(json!({"metadata": {"name": "web"}, "spec": {"ports": [{"port": 81}]}}));
     again.metadata.resource_version = made.metadata.resource_version.clone();
-    let updated = api.replace("web", &PostParams::default(), &again).await.unwrap();
+    let updated = api
+        .replace("web", &PostParams::default(), &again)
+        .await
+        .unwrap();
     assert_eq!(updated.spec.as_ref().unwrap().cluster_ip, ip);
     let mut moved = updated.clone();
     moved.spec.as_mut().unwrap().cluster_ip = Some("127.96.9.9".into());
     moved.spec.as_mut().unwrap().cluster_ips = Some(vec!["127.96.9.9".into()]);
     let message = invalid(api.replace("web", &PostParams::default(), &moved).await);
-    assert!(message.contains("may not change once set") || message.contains("field is immutable"), "{message}");
+    assert!(
+        message.contains("may not change once set") || message.contains("field is immutable"),
+        "{message}"
+    );
 
     // To ExternalName and back: the address is released and a new one given.
     let mut external = updated.clone();
     let spec = external.spec.as_mut().unwrap();
     spec.type_ = Some("ExternalName".into());
     spec.external_name = Some("example.com".into());
-    let external = api.replace("web", &PostParams::default(), &external).await.unwrap();
+    let external = api
+        .replace("web", &PostParams::default(), &external)
+        .await
+        .unwrap();
     assert_eq!(external.spec.as_ref().unwrap().cluster_ip, None);
     let mut back = external.clone();
     let spec = back.spec.as_mut().unwrap();
     spec.type_ = Some("ClusterIP".into());
     spec.external_name = None;
-    let back = api.replace("web", &PostParams::default(), &back).await.unwrap();
+    let back = api
+        .replace("web", &PostParams::default(), &back)
+        .await
+        .unwrap();
     assert!(back.spec.unwrap().cluster_ip.is_some());
 }

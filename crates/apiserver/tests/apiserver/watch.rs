@@ -10,10 +10,15 @@ use serde_json::json;
 use crate::start_with;
 
 fn cm(name: &str) -> ConfigMap {
-    serde_json::from_value(json!({"metadata": {"name": name, "labels": {"app": "w"}}, "data": {"v": "0"}})).unwrap()
+    serde_json::from_value(
+        json!({"metadata": {"name": name, "labels": {"app": "w"}}, "data": {"v": "0"}}),
+    )
+    .unwrap()
 }
 
-async fn next_event(stream: &mut (impl futures::Stream<Item = kube::Result<WatchEvent<ConfigMap>>> + Unpin)) -> WatchEvent<ConfigMap> {
+async fn next_event(
+    stream: &mut (impl futures::Stream<Item = kube::Result<WatchEvent<ConfigMap>>> + Unpin),
+) -> WatchEvent<ConfigMap> {
     tokio::time::timeout(std::time::Duration::from_secs(10), stream.next())
         .await
         .expect("an event within 10 s")
@@ -25,14 +30,32 @@ async fn next_event(stream: &mut (impl futures::Stream<Item = kube::Result<Watch
 async fn a_watch_resumed_from_an_old_revision_gets_every_event_in_order() {
     let c = start_with(|_| {}).await;
     let api: Api<ConfigMap> = Api::namespaced(c.client.clone(), "default");
-    let start = api.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
+    let start = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
     for i in 0..20 {
-        api.create(&PostParams::default(), &cm(&format!("c{i:02}"))).await.unwrap();
+        api.create(&PostParams::default(), &cm(&format!("c{i:02}")))
+            .await
+            .unwrap();
     }
     for i in 0..20 {
-        api.patch(&format!("c{i:02}"), &PatchParams::default(), &Patch::Merge(json!({"data": {"v": "1"}}))).await.unwrap();
+        api.patch(
+            &format!("c{i:02}"),
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"v": "1"}})),
+        )
+        .await
+        .unwrap();
     }
-    let mut stream = api.watch(&WatchParams::default(), &start).await.unwrap().boxed();
+    let mut stream = api
+        .watch(&WatchParams::default(), &start)
+        .await
+        .unwrap()
+        .boxed();
     let mut last = start.parse::<i64>().unwrap();
     for i in 0..40 {
         let (kind, obj) = match next_event(&mut stream).await {
@@ -48,30 +71,66 @@ async fn a_watch_resumed_from_an_old_revision_gets_every_event_in_order() {
     }
     // Live events follow the replay.
     api.delete("c00", &Default::default()).await.unwrap();
-    assert!(matches!(next_event(&mut stream).await, WatchEvent::Deleted(o) if o.metadata.name.as_deref() == Some("c00")));
+    assert!(
+        matches!(next_event(&mut stream).await, WatchEvent::Deleted(o) if o.metadata.name.as_deref() == Some("c00"))
+    );
 }
 
 #[tokio::test]
 async fn label_filtered_watches_see_objects_enter_and_leave() {
     let c = start_with(|_| {}).await;
     let api: Api<ConfigMap> = Api::namespaced(c.client.clone(), "default");
-    let mut stream = api.watch(&WatchParams::default().labels("tier=web"), "0").await.unwrap().boxed();
+    let mut stream = api
+        .watch(&WatchParams::default().labels("tier=web"), "0")
+        .await
+        .unwrap()
+        .boxed();
     api.create(&PostParams::default(), &cm("x")).await.unwrap();
-    api.patch("x", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"tier": "web"}}}))).await.unwrap();
-    assert!(matches!(next_event(&mut stream).await, WatchEvent::Added(_)));
-    api.patch("x", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"tier": "db"}}}))).await.unwrap();
-    assert!(matches!(next_event(&mut stream).await, WatchEvent::Deleted(_)));
+    api.patch(
+        "x",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"tier": "web"}}})),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        next_event(&mut stream).await,
+        WatchEvent::Added(_)
+    ));
+    api.patch(
+        "x",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"tier": "db"}}})),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        next_event(&mut stream).await,
+        WatchEvent::Deleted(_)
+    ));
 }
 
 #[tokio::test]
 async fn a_watch_from_before_the_history_gets_410_gone() {
     let c = start_with(|config| config.watch_history = 5).await;
     let api: Api<ConfigMap> = Api::namespaced(c.client.clone(), "default");
-    let start = api.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
+    let start = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
     for i in 0..10 {
-        api.create(&PostParams::default(), &cm(&format!("g{i}"))).await.unwrap();
+        api.create(&PostParams::default(), &cm(&format!("g{i}")))
+            .await
+            .unwrap();
     }
-    let mut stream = api.watch(&WatchParams::default(), &start).await.unwrap().boxed();
+    let mut stream = api
+        .watch(&WatchParams::default(), &start)
+        .await
+        .unwrap()
+        .boxed();
     match next_event(&mut stream).await {
         WatchEvent::Error(status) => {
             assert_eq!(status.code, 410);
@@ -96,11 +155,24 @@ async fn bookmarks_carry_the_revision_forward() {
     let list = api.list(&ListParams::default()).await.unwrap();
     let rv = list.metadata.resource_version.unwrap();
     // A write elsewhere moves the revision on without touching ConfigMaps.
-    let other: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(c.client.clone(), "default");
-    other.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "s"}})).unwrap()).await.unwrap();
-    let mut stream = api.watch(&WatchParams::default(), &rv).await.unwrap().boxed();
+    let other: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(c.client.clone(), "default");
+    other
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "s"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut stream = api
+        .watch(&WatchParams::default(), &rv)
+        .await
+        .unwrap()
+        .boxed();
     match next_event(&mut stream).await {
-        WatchEvent::Bookmark(b) => assert!(b.metadata.resource_version.parse::<i64>().unwrap() > rv.parse::<i64>().unwrap()),
+        WatchEvent::Bookmark(b) => assert!(
+            b.metadata.resource_version.parse::<i64>().unwrap() > rv.parse::<i64>().unwrap()
+        ),
         other => panic!("expected a bookmark, got {other:?}"),
     }
 }
