@@ -19,7 +19,7 @@ pub const ACCEPTED_MEDIA_TYPES: &[&str] = &[
 
 /// A Kubernetes `Status` on its way to the client.
 #[derive(Debug, Clone)]
-pub struct ApiError(pub Status);
+pub struct ApiError(pub Box<Status>);
 
 /// The result of an API operation.
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -35,24 +35,24 @@ impl ApiError {
 
     /// 404 for one object.
     pub fn not_found(rt: &ResourceType, name: &str) -> Self {
-        Self(status::not_found(rt, name))
+        Self(Box::new(status::not_found(rt, name)))
     }
 
     /// 404 for a path that names nothing served.
     pub fn not_found_path(message: &str) -> Self {
         let mut status = status::not_found_path();
         status.message = Some(message.to_string());
-        Self(status)
+        Self(Box::new(status))
     }
 
     /// 409 AlreadyExists.
     pub fn already_exists(rt: &ResourceType, name: &str) -> Self {
-        Self(status::already_exists(rt, name))
+        Self(Box::new(status::already_exists(rt, name)))
     }
 
     /// 409 Conflict on a stale resourceVersion.
     pub fn conflict(rt: &ResourceType, name: &str) -> Self {
-        Self(status::conflict(rt, name))
+        Self(Box::new(status::conflict(rt, name)))
     }
 
     /// 422 Invalid with field causes.
@@ -61,50 +61,50 @@ impl ApiError {
         name: &str,
         errors: &switchboard_api::validation::ErrorList,
     ) -> Self {
-        Self(status::invalid(rt, name, errors))
+        Self(Box::new(status::invalid(rt, name, errors)))
     }
 
     /// 400 BadRequest.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self(status::bad_request(&message.into()))
+        Self(Box::new(status::bad_request(&message.into())))
     }
 
     /// 403 Forbidden.
     pub fn forbidden(rt: &ResourceType, name: &str, reason: impl Into<String>) -> Self {
-        Self(status::forbidden(rt, name, &reason.into()))
+        Self(Box::new(status::forbidden(rt, name, &reason.into())))
     }
 
     /// 405 MethodNotAllowed: `verb` is not supported on `rt`.
     pub fn method_not_allowed(rt: &ResourceType, verb: &str) -> Self {
-        Self(status::method_not_allowed(rt, verb))
+        Self(Box::new(status::method_not_allowed(rt, verb)))
     }
 
     /// 415 UnsupportedMediaType.
     pub fn unsupported_media_type(content_type: &str) -> Self {
-        Self(status::unsupported_media_type(
+        Self(Box::new(status::unsupported_media_type(
             content_type,
             ACCEPTED_MEDIA_TYPES,
-        ))
+        )))
     }
 
     /// 410 Gone (Expired).
     pub fn gone(message: impl Into<String>) -> Self {
-        Self(status::gone(&message.into()))
+        Self(Box::new(status::gone(&message.into())))
     }
 
     /// 401 Unauthorized.
     pub fn unauthorized() -> Self {
-        Self(status::unauthorized())
+        Self(Box::new(status::unauthorized()))
     }
 
     /// 500 InternalError.
     pub fn internal(message: impl Into<String>) -> Self {
-        Self(status::internal(&message.into()))
+        Self(Box::new(status::internal(&message.into())))
     }
 
     /// 504 Timeout (e.g. a resourceVersion the cache never reached).
     pub fn timeout(message: impl Into<String>) -> Self {
-        Self(status::timeout(&message.into()))
+        Self(Box::new(status::timeout(&message.into())))
     }
 
     /// The Status serialized.

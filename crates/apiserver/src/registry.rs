@@ -547,14 +547,7 @@ impl Registry {
         };
         for rt in switchboard_api::RESOURCES.iter().filter(|r| r.namespaced) {
             let prefix = format!("{}{}/", rt.key_prefix(), name);
-            for obj in self.cache.of(rt).list(&prefix, None) {
-                if let Ok(deleted) = self.store.delete(&obj.key, None).await {
-                    if let Some(v) = object::from_stored(&deleted.value, deleted.mod_revision) {
-                        self.released(rt, &v);
-                    }
-                }
-            }
-            // Objects written after the cache snapshot are caught by a store list.
+            // A store list, not the cache: it includes writes the cache has not seen yet.
             if let Ok(list) = self.store.list(&prefix).await {
                 for kv in list.kvs {
                     if let Ok(deleted) = self.store.delete(&kv.key, None).await
