@@ -101,25 +101,20 @@ pub fn load_or_create(
     };
     let issuer = Issuer::new(ca_params()?, ca_key);
 
-    let mut names = vec![
+    let names = vec![
         "localhost".to_string(),
         "kubernetes".to_string(),
         "kubernetes.default".to_string(),
         "kubernetes.default.svc".to_string(),
     ];
     let mut ips: Vec<IpAddr> = vec![[127, 0, 0, 1].into(), std::net::Ipv6Addr::LOCALHOST.into()];
-    if !listen.ip().is_unspecified() && !ips.contains(&listen.ip()) {
-        ips.push(listen.ip());
+    let listen_ip = (!listen.ip().is_unspecified()).then_some(listen.ip());
+    for ip in listen_ip.iter().chain(extra_ips) {
+        if !ips.contains(ip) {
+            ips.push(*ip);
+        }
     }
-    ips.extend(
-        extra_ips
-            .iter()
-            .copied()
-            .filter(|ip| !ips.contains(ip))
-            .collect::<Vec<_>>(),
-    );
-    let mut params = CertificateParams::new(std::mem::take(&mut names))
-        .map_err(tls_err("serving certificate names"))?;
+    let mut params = CertificateParams::new(names).map_err(tls_err("serving certificate names"))?;
     params
         .subject_alt_names
         .extend(ips.into_iter().map(SanType::IpAddress));
