@@ -151,7 +151,8 @@ fn parse_target(path: &str) -> Option<Result<Target, ApiError>> {
                 name: None,
                 part: Part::Main,
             },
-            [plural, name] => {
+            // A cluster-scoped object, optionally with a subresource.
+            [plural, name, tail @ ..] if tail.len() <= 1 => {
                 let rt = resolve(plural)?;
                 if rt.namespaced {
                     return Err(ApiError::not_found_path(
@@ -162,21 +163,10 @@ fn parse_target(path: &str) -> Option<Result<Target, ApiError>> {
                     rt,
                     namespace: None,
                     name: Some((*name).into()),
-                    part: Part::Main,
-                }
-            }
-            [plural, name, s] => {
-                let rt = resolve(plural)?;
-                if rt.namespaced {
-                    return Err(ApiError::not_found_path(
-                        "the server could not find the requested resource",
-                    ));
-                }
-                Target {
-                    rt,
-                    namespace: None,
-                    name: Some((*name).into()),
-                    part: sub(s)?,
+                    part: match tail {
+                        [s] => sub(s)?,
+                        _ => Part::Main,
+                    },
                 }
             }
             _ => {
