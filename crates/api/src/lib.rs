@@ -14,6 +14,6 @@ pub mod status;
 pub mod validation;
 
 pub use fields::FieldSelector;
-pub use labels::{ParseError, Selector};
+pub use labels::{LabelSet, Labels, ParseError, Selector};
 pub use resource::{RESOURCES, ResourceType};
 pub use validation::{ErrorList, FieldError, FieldErrorKind};

@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::Value;
-use switchboard_api::ResourceType;
+use switchboard_api::{LabelSet, ResourceType};
 use switchboard_store::{EventKind, KeyValue, Revision, Store};
 use tokio::sync::{broadcast, watch};
 
@@ -29,7 +29,7 @@ pub struct Cached {
     /// Name.
     pub name: String,
     /// Labels, for label selectors.
-    pub labels: BTreeMap<String, String>,
+    pub labels: LabelSet,
     /// Values of the selectable fields of this kind beside name and namespace.
     pub fields: Vec<(&'static str, String)>,
     /// The object's JSON with `metadata.resourceVersion` set.
@@ -70,7 +70,13 @@ impl Cached {
             .filter(|_| rt.namespaced);
         let labels = meta
             .and_then(|m| m.get("labels"))
-            .and_then(|l| serde_json::from_value(l.clone()).ok())
+            .and_then(Value::as_object)
+            .map(|l| {
+                LabelSet::from_pairs(
+                    l.iter()
+                        .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?))),
+                )
+            })
             .unwrap_or_default();
         let deletion = meta
             .and_then(|m| m.get("deletionTimestamp"))
@@ -147,9 +153,29 @@ pub enum StartError {
     },
 }
 
+/// How much history each type keeps: the oldest events are dropped when
+/// either limit is exceeded (at least one event always stays).
+#[derive(Debug, Clone, Copy)]
+pub struct History {
+    /// Most events.
+    pub events: usize,
+    /// Most bytes of serialized objects referenced by the events (an
+    /// object version shared by two events is counted twice: a bound, not
+    /// an exact figure).
+    pub bytes: usize,
+}
+
+impl CacheEvent {
+    fn weight(&self) -> usize {
+        self.obj.json.len() + self.prev.as_ref().map_or(0, |p| p.json.len())
+    }
+}
+
 struct TypeState {
     objects: BTreeMap<String, Arc<Cached>>,
     history: VecDeque<Arc<CacheEvent>>,
+    /// Sum of [`CacheEvent::weight`] over `history`.
+    history_bytes: usize,
     /// Every event of this type after this revision is in `history`.
     oldest: Revision,
 }
@@ -159,7 +185,7 @@ pub struct TypeCache {
     rt: &'static ResourceType,
     state: RwLock<TypeState>,
     tx: broadcast::Sender<Arc<CacheEvent>>,
-    capacity: usize,
+    limits: History,
 }
 
 /// What a new watch starts from: the events it must replay, and the live feed.
@@ -171,19 +197,20 @@ pub struct Subscription {
 }
 
 impl TypeCache {
-    fn new(rt: &'static ResourceType, capacity: usize, start: Revision) -> Self {
+    fn new(rt: &'static ResourceType, limits: History, start: Revision) -> Self {
         // The broadcast buffer bounds how far a slow watcher may fall behind
         // before it is closed (it then resumes from its last revision).
-        let (tx, _) = broadcast::channel(capacity.max(1024));
+        let (tx, _) = broadcast::channel(limits.events.max(1024));
         Self {
             rt,
             state: RwLock::new(TypeState {
                 objects: BTreeMap::new(),
                 history: VecDeque::new(),
+                history_bytes: 0,
                 oldest: start,
             }),
             tx,
-            capacity,
+            limits,
         }
     }
 
@@ -263,12 +290,15 @@ impl TypeCache {
 
     fn publish(&self, state: &mut TypeState, event: CacheEvent) {
         let event = Arc::new(event);
-        if state.history.len() >= self.capacity
+        state.history_bytes += event.weight();
+        state.history.push_back(event.clone());
+        while state.history.len() > 1
+            && (state.history.len() > self.limits.events || state.history_bytes > self.limits.bytes)
             && let Some(dropped) = state.history.pop_front()
         {
+            state.history_bytes -= dropped.weight();
             state.oldest = dropped.rv();
         }
-        state.history.push_back(event.clone());
         // No receivers is fine: nobody is watching this type right now.
         let _ = self.tx.send(event);
     }
@@ -361,7 +391,7 @@ impl WatchCache {
     /// Loads every object from `store` and starts following its changes.
     pub async fn start(
         store: Arc<dyn Store>,
-        history: usize,
+        history: History,
     ) -> Result<Arc<WatchCache>, switchboard_store::Error> {
         let list = store.list("/registry/").await?;
         let types = switchboard_api::RESOURCES

@@ -39,6 +39,13 @@ pub struct Config {
     pub lb_ip_pool: ipnet::Ipv4Net,
     /// Watch events kept per resource type for watches that resume.
     pub watch_history: usize,
+    /// Bytes of object versions the history of one resource type may hold;
+    /// the oldest events go first when either limit is reached. Kubernetes
+    /// sizes its watch cache by count (100 per type by default, later
+    /// dynamic); a byte budget keeps a burst of large Pods from holding
+    /// hundreds of megabytes. A client that resumes from before the history
+    /// gets 410 Gone and relists, as with Kubernetes.
+    pub watch_history_bytes: usize,
 }
 
 impl Config {
@@ -51,6 +58,7 @@ impl Config {
             node_port_range: (30000, 32767),
             lb_ip_pool: "127.240.0.0/24".parse().expect("literal CIDR is valid"),
             watch_history: 10_000,
+            watch_history_bytes: 8 << 20,
         }
     }
 }
@@ -160,7 +168,14 @@ impl Server {
         let kubernetes_ip = allocators.kubernetes_ip();
         let creds = tls::load_or_create(&config.data_dir, local_addr, &[kubernetes_ip.into()])?;
 
-        let cache = cache::WatchCache::start(store.clone(), config.watch_history).await?;
+        let cache = cache::WatchCache::start(
+            store.clone(),
+            cache::History {
+                events: config.watch_history,
+                bytes: config.watch_history_bytes,
+            },
+        )
+        .await?;
         let services = switchboard_api::ResourceType::lookup("services")
             .expect("services are in the registry");
         let stored: Vec<serde_json::Value> = cache

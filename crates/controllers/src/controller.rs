@@ -1,6 +1,6 @@
 //! The EndpointSlice + Endpoints controller runtime: kube-runtime watchers
-//! and reflector stores for Services, Pods, managed EndpointSlices and
-//! Endpoints; a deduplicating work queue keyed by Service; workers that run
+//! and reflector stores for Services, managed EndpointSlices and Endpoints,
+//! a compact namespace-indexed cache for Pods ([`crate::podcache`]); a deduplicating work queue keyed by Service; workers that run
 //! the pure reconcilers and write through the Kubernetes API.
 //!
 //! Why not `kube::runtime::Controller`: its applier drops a request whose
@@ -41,7 +41,8 @@ use crate::endpointslice::{
     self, CONTROLLER_NAME, DEFAULT_MAX_ENDPOINTS_PER_SLICE, LABEL_MANAGED_BY, LABEL_SERVICE_NAME,
     MAX_ENDPOINTS_PER_SLICE_LIMIT,
 };
-use crate::podutil;
+use crate::podcache::{self, PodCache};
+use crate::podutil::PodInfo;
 use crate::queue::WorkQueue;
 
 /// How long an unmet write expectation holds back a Service's sync.
@@ -180,7 +181,6 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
     let metrics = config.metrics.clone().unwrap_or_default();
 
     let (services, services_w) = kube::runtime::reflector::store::<Service>();
-    let (pods, pods_w) = kube::runtime::reflector::store::<Pod>();
     let (slices, slices_w) = kube::runtime::reflector::store::<EndpointSlice>();
     let (endpoints, endpoints_w) = kube::runtime::reflector::store::<Endpoints>();
 
@@ -189,7 +189,7 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
         max_per_slice: config.max_endpoints_per_slice,
         batch_period: config.batch_period,
         services,
-        pods,
+        pods: PodCache::default(),
         slices,
         endpoints,
         queue: WorkQueue::new(),
@@ -206,8 +206,9 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
             Api::<Service>::all(client.clone()),
             watcher::Config::default(),
         );
+        let mut w = services_w;
         tasks.spawn(async move {
-            drive(stream, services_w, |w, ev| s.on_service(w, ev)).await;
+            drive(stream, |ev| s.on_service(&mut w, ev)).await;
             "Service watch"
         });
     }
@@ -215,7 +216,7 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
         let s = Arc::clone(&shared);
         let stream = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default());
         tasks.spawn(async move {
-            drive(stream, pods_w, |w, ev| s.on_pod(w, ev)).await;
+            drive(stream, |ev| s.on_pod(ev)).await;
             "Pod watch"
         });
     }
@@ -223,8 +224,9 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
         let s = Arc::clone(&shared);
         let wc = watcher::Config::default().labels(&managed);
         let stream = watcher(Api::<EndpointSlice>::all(client.clone()), wc);
+        let mut w = slices_w;
         tasks.spawn(async move {
-            drive(stream, slices_w, |w, ev| s.on_slice(w, ev)).await;
+            drive(stream, |ev| s.on_slice(&mut w, ev)).await;
             "EndpointSlice watch"
         });
     }
@@ -234,8 +236,9 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
             Api::<Endpoints>::all(client.clone()),
             watcher::Config::default(),
         );
+        let mut w = endpoints_w;
         tasks.spawn(async move {
-            drive(stream, endpoints_w, |w, ev| s.on_endpoints(w, ev)).await;
+            drive(stream, |ev| s.on_endpoints(&mut w, ev)).await;
             "Endpoints watch"
         });
     }
@@ -244,7 +247,7 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
     // not listed yet. Each store's initial InitDone enqueues what it knows.
     let ready = async {
         shared.services.wait_until_ready().await?;
-        shared.pods.wait_until_ready().await?;
+        shared.pods.wait_until_ready().await;
         shared.slices.wait_until_ready().await?;
         shared.endpoints.wait_until_ready().await
     };
@@ -294,19 +297,17 @@ where
     watcher::watcher(api, wc).default_backoff()
 }
 
-/// Feed watch events to `handle`, which applies them to the store itself
+/// Feed watch events to `handle`, which applies them to its store itself
 /// (so it can look at the previous object first) and enqueues work.
-async fn drive<K, S, F>(stream: S, mut writer: Writer<K>, mut handle: F)
+async fn drive<K, S, F>(stream: S, mut handle: F)
 where
-    K: kube::Resource + Clone,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
     S: Stream<Item = Result<Event<K>, watcher::Error>>,
-    F: FnMut(&mut Writer<K>, Event<K>),
+    F: FnMut(Event<K>),
 {
     let mut stream = std::pin::pin!(stream);
     while let Some(item) = stream.next().await {
         match item {
-            Ok(ev) => handle(&mut writer, ev),
+            Ok(ev) => handle(ev),
             Err(e) => tracing::warn!(error = %e, "watch failed; retrying with backoff"),
         }
     }
@@ -381,7 +382,7 @@ struct Shared {
     max_per_slice: usize,
     batch_period: Duration,
     services: Store<Service>,
-    pods: Store<Pod>,
+    pods: PodCache,
     slices: Store<EndpointSlice>,
     endpoints: Store<Endpoints>,
     queue: Arc<WorkQueue<Key>>,
@@ -444,38 +445,34 @@ impl Shared {
         }
     }
 
-    fn on_pod(&self, w: &mut Writer<Pod>, ev: Event<Pod>) {
-        match &ev {
-            Event::Apply(pod) | Event::Delete(pod) => {
-                let old = self.pods.get(&ObjectRef::from_obj(pod));
-                w.apply_watcher_event(&ev);
-                let is_apply = matches!(ev, Event::Apply(_));
-                if is_apply && old.as_deref().is_some_and(|o| same_for_endpoints(o, pod)) {
+    fn on_pod(&self, ev: Event<Pod>) {
+        let (pod, old) = match ev {
+            Event::Apply(pod) => {
+                let pod = PodInfo::from(&pod);
+                let old = self.pods.insert(pod.clone());
+                if old.as_deref() == Some(&pod) {
+                    // Nothing an endpoint shows changed (Kubernetes
+                    // `podEndpointsChanged`): a status-only update.
                     return;
                 }
-                let namespace = pod.metadata.namespace.as_deref();
-                let new_labels = pod.metadata.labels.as_ref();
-                let old_labels = old.as_deref().and_then(|o| o.metadata.labels.as_ref());
-                for svc in self.services.state() {
-                    if svc.metadata.namespace.as_deref() != namespace {
-                        continue;
-                    }
-                    let Some(selector) = podutil::selector_of(&svc) else {
-                        continue;
-                    };
-                    let selected = podutil::selector_matches(selector, new_labels)
-                        || (old_labels.is_some()
-                            && podutil::selector_matches(selector, old_labels));
-                    if selected {
-                        self.queue
-                            .add_after(Key::of(svc.as_ref()), self.batch_period);
-                    }
-                }
+                (pod, old)
             }
-            Event::Init | Event::InitApply(_) => w.apply_watcher_event(&ev),
+            Event::Delete(pod) => {
+                let pod = PodInfo::from(&pod);
+                let old = self.pods.remove(&pod.namespace, &pod.name);
+                (pod, old)
+            }
+            Event::Init => return self.pods.relist_begin(),
+            Event::InitApply(pod) => return self.pods.relist_add(PodInfo::from(&pod)),
             Event::InitDone => {
-                w.apply_watcher_event(&ev);
-                self.enqueue_all_services();
+                self.pods.relist_done();
+                return self.enqueue_all_services();
+            }
+        };
+        for svc in self.services.state() {
+            if podcache::concerns(&svc, &pod, old.as_deref()) {
+                self.queue
+                    .add_after(Key::of(svc.as_ref()), self.batch_period);
             }
         }
     }
@@ -672,13 +669,7 @@ impl Shared {
             return Ok(Outcome::Synced);
         };
 
-        let pods: Vec<Arc<Pod>> = self
-            .pods
-            .state()
-            .into_iter()
-            .filter(|p| p.metadata.namespace.as_deref() == Some(key.namespace.as_str()))
-            .collect();
-        let pods: Vec<&Pod> = pods.iter().map(Arc::as_ref).collect();
+        let pods = self.pods.selected_by(&service);
 
         let plan = endpointslice::reconcile(&service, &pods, &existing, self.max_per_slice);
         // Creates, then updates, then deletes: endpoints that move between
@@ -752,41 +743,6 @@ impl Shared {
 
 fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(status) if status.code == 404)
-}
-
-/// Nothing the endpoints depend on changed between two versions of a pod,
-/// so no Service needs a sync (Kubernetes `podEndpointsChanged` plus label
-/// changes).
-fn same_for_endpoints(old: &Pod, new: &Pod) -> bool {
-    let status = |p: &Pod| {
-        p.status
-            .as_ref()
-            .map(|s| (s.pod_ip.clone(), s.pod_ips.clone(), s.phase.clone()))
-    };
-    let spec = |p: &Pod| {
-        p.spec.as_ref().map(|s| {
-            (
-                s.node_name.clone(),
-                s.hostname.clone(),
-                s.subdomain.clone(),
-                s.containers
-                    .iter()
-                    .map(|c| c.ports.clone())
-                    .collect::<Vec<_>>(),
-                s.init_containers
-                    .iter()
-                    .flatten()
-                    .map(|c| (c.restart_policy.clone(), c.ports.clone()))
-                    .collect::<Vec<_>>(),
-            )
-        })
-    };
-    old.metadata.labels == new.metadata.labels
-        && old.metadata.uid == new.metadata.uid
-        && old.metadata.deletion_timestamp == new.metadata.deletion_timestamp
-        && podutil::is_ready(old) == podutil::is_ready(new)
-        && status(old) == status(new)
-        && spec(old) == spec(new)
 }
 
 #[cfg(test)]
@@ -864,8 +820,13 @@ mod tests {
         old.metadata.labels = Some([("app".to_owned(), "web".to_owned())].into());
         let mut new = old.clone();
         new.metadata.resource_version = Some("2".to_owned());
-        assert!(same_for_endpoints(&old, &new));
+        new.status = Some(k8s_openapi::api::core::v1::PodStatus {
+            start_time: None,
+            message: Some("pulled the image".to_owned()),
+            ..Default::default()
+        });
+        assert_eq!(PodInfo::from(&old), PodInfo::from(&new));
         new.metadata.labels = Some([("app".to_owned(), "db".to_owned())].into());
-        assert!(!same_for_endpoints(&old, &new));
+        assert_ne!(PodInfo::from(&old), PodInfo::from(&new));
     }
 }

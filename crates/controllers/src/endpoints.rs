@@ -7,11 +7,11 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    EndpointAddress, EndpointPort, EndpointSubset, Endpoints, ObjectReference, Pod, Service,
+    EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Service,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::podutil;
+use crate::podutil::{self, PodInfo};
 
 /// Most addresses an Endpoints object carries (Kubernetes `maxCapacity`).
 pub const MAX_ADDRESSES: usize = 1000;
@@ -27,7 +27,7 @@ pub const TRUNCATED: &str = "truncated";
 /// Pods are filtered here (namespace, selector, has an IP, not terminal,
 /// not terminating unless the Service publishes not-ready addresses), so any
 /// superset may be passed.
-pub fn endpoints_for(service: &Service, pods: &[&Pod]) -> Option<Endpoints> {
+pub fn endpoints_for<P: AsRef<PodInfo>>(service: &Service, pods: &[P]) -> Option<Endpoints> {
     podutil::selector_of(service)?;
     let publish = podutil::publish_not_ready(service);
     let service_ports = service
@@ -42,16 +42,14 @@ pub fn endpoints_for(service: &Service, pods: &[&Pod]) -> Option<Endpoints> {
         BTreeMap::new();
     let mut portless: BTreeMap<AddrKey, (EndpointAddress, bool)> = BTreeMap::new();
     for pod in pods {
-        if !podutil::service_selects(service, pod)
-            || podutil::is_terminal(pod)
-            || (podutil::is_terminating(pod) && !publish)
-        {
+        let pod = pod.as_ref();
+        if !pod.selected_by(service) || pod.terminal || (pod.terminating && !publish) {
             continue;
         }
         let Some(address) = address_for(service, pod) else {
             continue;
         };
-        let ready = publish || podutil::is_ready(pod);
+        let ready = publish || pod.ready;
         let key = AddrKey::of(&address);
         if service_ports.is_empty() {
             // Headless Services may have no ports: addresses without ports.
@@ -61,7 +59,7 @@ pub fn endpoints_for(service: &Service, pods: &[&Pod]) -> Option<Endpoints> {
             continue;
         }
         for sp in service_ports {
-            let Some(port) = podutil::resolve_target_port(pod, sp) else {
+            let Some(port) = pod.resolve_target_port(sp) else {
                 continue;
             };
             let pk = PortKey {
@@ -255,8 +253,8 @@ fn truncate(subsets: &mut [EndpointSubset]) -> bool {
 /// The pod's address for this Service (Kubernetes
 /// `podToEndpointAddressForService`): the pod IP of the Service's primary
 /// family (`ipFamilies[0]`, else the ClusterIP's family, else the pod IP's).
-fn address_for(service: &Service, pod: &Pod) -> Option<EndpointAddress> {
-    let ips = podutil::pod_ips(pod);
+fn address_for(service: &Service, pod: &PodInfo) -> Option<EndpointAddress> {
+    let ips = &pod.ips;
     let spec = service.spec.as_ref();
     let want_v6 = match spec
         .and_then(|s| s.ip_families.as_ref())
@@ -271,15 +269,9 @@ fn address_for(service: &Service, pod: &Pod) -> Option<EndpointAddress> {
     let ip = ips.iter().find(|ip| ip.is_ipv6() == want_v6)?;
     Some(EndpointAddress {
         ip: ip.to_string(),
-        hostname: podutil::hostname_for(pod, service),
-        node_name: podutil::node_name(pod),
-        target_ref: Some(ObjectReference {
-            kind: Some("Pod".to_owned()),
-            namespace: pod.metadata.namespace.clone(),
-            name: pod.metadata.name.clone(),
-            uid: pod.metadata.uid.clone(),
-            ..Default::default()
-        }),
+        hostname: pod.hostname_for(service),
+        node_name: pod.node_name.as_deref().map(str::to_owned),
+        target_ref: Some(pod.target_ref()),
     })
 }
 

@@ -8,7 +8,9 @@
 pub mod controller;
 pub mod endpoints;
 pub mod endpointslice;
+mod podcache;
 mod podutil;
 mod queue;
 
 pub use controller::{Config, Error, Metrics, run};
+pub use podutil::PodInfo;

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{Pod, Service, ServicePort};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use switchboard_api::labels::{LabelSet, Labels as _};
 
 /// The selector the controllers act on, or `None` when the Service gets no
 /// endpoints from them.
@@ -27,6 +28,7 @@ pub(crate) fn selector_of(service: &Service) -> Option<&BTreeMap<String, String>
 ///
 /// A Service selector is a plain `key=value` map, so this small matcher is
 /// enough; `switchboard_api::labels` did not exist when this was written.
+#[cfg(test)]
 pub(crate) fn selector_matches(
     selector: &BTreeMap<String, String>,
     labels: Option<&BTreeMap<String, String>>,
@@ -36,109 +38,183 @@ pub(crate) fn selector_matches(
         .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
 }
 
-/// Whether the Service selects this pod (same namespace, labels match).
-pub(crate) fn service_selects(service: &Service, pod: &Pod) -> bool {
-    let Some(selector) = selector_of(service) else {
-        return false;
-    };
-    pod.metadata.namespace == service.metadata.namespace
-        && selector_matches(selector, pod.metadata.labels.as_ref())
+/// What the endpoints controllers need of a Pod, and nothing else.
+///
+/// The controllers hold every Pod of the cluster in memory. A typed
+/// `k8s_openapi` Pod costs several kilobytes even when most fields are
+/// empty (every optional field of the spec and status is laid out inline,
+/// and a Deployment's pods carry resources, probes and env), so each Pod is
+/// reduced to this view as it arrives from the watch: a few hundred bytes.
+/// Two views compare equal exactly when no endpoint could differ between
+/// them, which is what decides whether a pod event needs a sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodInfo {
+    /// `metadata.namespace`.
+    pub namespace: Box<str>,
+    /// `metadata.name`.
+    pub name: Box<str>,
+    /// `metadata.uid`.
+    pub uid: Option<Box<str>>,
+    /// `metadata.labels`.
+    pub labels: LabelSet,
+    /// `status.podIPs` (or `status.podIP`), parsed, in status order.
+    pub ips: Box<[IpAddr]>,
+    /// The `Ready` condition is `True`.
+    pub ready: bool,
+    /// `metadata.deletionTimestamp` is set.
+    pub terminating: bool,
+    /// Phase `Succeeded` or `Failed`: such pods never appear in endpoints.
+    pub terminal: bool,
+    /// `spec.nodeName`, when scheduled.
+    pub node_name: Option<Box<str>>,
+    hostname: Option<Box<str>>,
+    subdomain: Option<Box<str>>,
+    /// Named ports of the containers and of restartable init containers
+    /// (sidecars), in the order Kubernetes searches them.
+    named_ports: Box<[NamedPort]>,
 }
 
-/// Pod `Ready` condition is `True`.
-pub(crate) fn is_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct NamedPort {
+    name: Box<str>,
+    protocol: Box<str>,
+    port: i32,
 }
 
-/// The pod has a deletion timestamp.
-pub(crate) fn is_terminating(pod: &Pod) -> bool {
-    pod.metadata.deletion_timestamp.is_some()
+fn boxed(s: &Option<String>) -> Option<Box<str>> {
+    s.as_deref().filter(|s| !s.is_empty()).map(Box::from)
 }
 
-/// Succeeded and Failed pods never appear in endpoints.
-pub(crate) fn is_terminal(pod: &Pod) -> bool {
-    matches!(
-        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-        Some("Succeeded" | "Failed")
-    )
-}
-
-/// The pod's IPs in status order: `status.podIPs`, falling back to
-/// `status.podIP` for servers that only set the singular field. Unparsable
-/// entries are skipped.
-pub(crate) fn pod_ips(pod: &Pod) -> Vec<IpAddr> {
-    let Some(status) = pod.status.as_ref() else {
-        return Vec::new();
-    };
-    let mut ips: Vec<IpAddr> = status
-        .pod_ips
-        .iter()
-        .flatten()
-        .filter_map(|p| p.ip.parse().ok())
-        .collect();
-    if ips.is_empty()
-        && let Some(ip) = status.pod_ip.as_deref().and_then(|ip| ip.parse().ok())
-    {
-        ips.push(ip);
+impl From<&Pod> for PodInfo {
+    fn from(pod: &Pod) -> PodInfo {
+        let meta = &pod.metadata;
+        let spec = pod.spec.as_ref();
+        let status = pod.status.as_ref();
+        let labels = meta.labels.as_ref().map(LabelSet::from).unwrap_or_default();
+        let mut ips: Vec<IpAddr> = status
+            .and_then(|s| s.pod_ips.as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.ip.parse().ok())
+            .collect();
+        if ips.is_empty()
+            && let Some(ip) = status
+                .and_then(|s| s.pod_ip.as_deref())
+                .and_then(|ip| ip.parse().ok())
+        {
+            ips.push(ip);
+        }
+        let ready = status
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        let terminal = matches!(
+            status.and_then(|s| s.phase.as_deref()),
+            Some("Succeeded" | "Failed")
+        );
+        let named_ports = spec
+            .map(|spec| {
+                let sidecars = spec
+                    .init_containers
+                    .iter()
+                    .flatten()
+                    .filter(|c| c.restart_policy.as_deref() == Some("Always"));
+                spec.containers
+                    .iter()
+                    .chain(sidecars)
+                    .flat_map(|c| c.ports.iter().flatten())
+                    .filter_map(|cp| {
+                        Some(NamedPort {
+                            name: boxed(&cp.name)?,
+                            protocol: Box::from(cp.protocol.as_deref().unwrap_or("TCP")),
+                            port: cp.container_port,
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        PodInfo {
+            namespace: Box::from(meta.namespace.as_deref().unwrap_or_default()),
+            name: Box::from(meta.name.as_deref().unwrap_or_default()),
+            uid: boxed(&meta.uid),
+            labels,
+            ips: ips.into(),
+            ready,
+            terminating: meta.deletion_timestamp.is_some(),
+            terminal,
+            node_name: spec.and_then(|s| boxed(&s.node_name)),
+            hostname: spec.and_then(|s| boxed(&s.hostname)),
+            subdomain: spec.and_then(|s| boxed(&s.subdomain)),
+            named_ports,
+        }
     }
-    ips
+}
+
+impl AsRef<PodInfo> for PodInfo {
+    fn as_ref(&self) -> &PodInfo {
+        self
+    }
+}
+
+impl PodInfo {
+    /// Whether the labels satisfy an equality-based Service selector.
+    pub fn matches(&self, selector: &BTreeMap<String, String>) -> bool {
+        selector
+            .iter()
+            .all(|(k, v)| self.labels.label(k) == Some(v.as_str()))
+    }
+
+    /// Whether the Service selects this pod (same namespace, labels match).
+    pub fn selected_by(&self, service: &Service) -> bool {
+        let Some(selector) = selector_of(service) else {
+            return false;
+        };
+        service.metadata.namespace.as_deref() == Some(&*self.namespace) && self.matches(selector)
+    }
+
+    /// Resolve a Service port's targetPort for this pod (Kubernetes
+    /// `podutil.FindPort`): an int is used as is, an absent targetPort means
+    /// the service port itself, and a name is looked up among the pod's
+    /// container ports (and sidecars') with the same protocol. `None` when
+    /// the name is not found: Kubernetes then leaves this port out of the
+    /// pod's endpoint ports.
+    pub fn resolve_target_port(&self, port: &ServicePort) -> Option<i32> {
+        match &port.target_port {
+            None => Some(port.port),
+            Some(IntOrString::Int(n)) => Some(*n),
+            Some(IntOrString::String(name)) => {
+                let protocol = port_protocol(port);
+                self.named_ports
+                    .iter()
+                    .find(|p| &*p.name == name.as_str() && &*p.protocol == protocol)
+                    .map(|p| p.port)
+            }
+        }
+    }
+
+    /// Kubernetes `ShouldSetHostname`: the pod's hostname is published only
+    /// when its subdomain names this Service in the same namespace.
+    pub fn hostname_for(&self, service: &Service) -> Option<String> {
+        let hostname = self.hostname.as_deref()?;
+        let same_subdomain = self.subdomain.as_deref() == service.metadata.name.as_deref();
+        let same_namespace = service.metadata.namespace.as_deref() == Some(&*self.namespace);
+        (same_subdomain && same_namespace).then(|| hostname.to_owned())
+    }
+
+    /// The reference an endpoint carries to this pod.
+    pub fn target_ref(&self) -> k8s_openapi::api::core::v1::ObjectReference {
+        k8s_openapi::api::core::v1::ObjectReference {
+            kind: Some("Pod".to_owned()),
+            namespace: Some(self.namespace.to_string()),
+            name: Some(self.name.to_string()),
+            uid: self.uid.as_deref().map(str::to_owned),
+            ..Default::default()
+        }
+    }
 }
 
 /// The protocol of a Service port, defaulted as the apiserver does.
 pub(crate) fn port_protocol(port: &ServicePort) -> &str {
     port.protocol.as_deref().unwrap_or("TCP")
-}
-
-/// Resolve a Service port's targetPort for one pod (Kubernetes
-/// `podutil.FindPort`): an int is used as is, an absent targetPort means the
-/// service port itself, and a name is looked up among the pod's container
-/// ports (and restartable init containers, i.e. sidecars) with the same
-/// protocol. `None` when the name is not found: Kubernetes then leaves this
-/// port out of the pod's endpoint ports.
-pub(crate) fn resolve_target_port(pod: &Pod, port: &ServicePort) -> Option<i32> {
-    match &port.target_port {
-        None => Some(port.port),
-        Some(IntOrString::Int(n)) => Some(*n),
-        Some(IntOrString::String(name)) => {
-            let spec = pod.spec.as_ref()?;
-            let protocol = port_protocol(port);
-            let sidecars = spec
-                .init_containers
-                .iter()
-                .flatten()
-                .filter(|c| c.restart_policy.as_deref() == Some("Always"));
-            spec.containers
-                .iter()
-                .chain(sidecars)
-                .flat_map(|c| c.ports.iter().flatten())
-                .find(|cp| {
-                    cp.name.as_deref() == Some(name.as_str())
-                        && cp.protocol.as_deref().unwrap_or("TCP") == protocol
-                })
-                .map(|cp| cp.container_port)
-        }
-    }
-}
-
-/// Kubernetes `ShouldSetHostname`: the pod's hostname is published only when
-/// its subdomain names this Service in the same namespace.
-pub(crate) fn hostname_for(pod: &Pod, service: &Service) -> Option<String> {
-    let spec = pod.spec.as_ref()?;
-    let hostname = spec.hostname.as_deref().filter(|h| !h.is_empty())?;
-    let same_subdomain = spec.subdomain.as_deref() == service.metadata.name.as_deref();
-    let same_namespace = pod.metadata.namespace == service.metadata.namespace;
-    (same_subdomain && same_namespace).then(|| hostname.to_owned())
-}
-
-/// The pod's node, if scheduled.
-pub(crate) fn node_name(pod: &Pod) -> Option<String> {
-    pod.spec
-        .as_ref()
-        .and_then(|s| s.node_name.clone())
-        .filter(|n| !n.is_empty())
 }
 
 /// `spec.publishNotReadyAddresses`.
@@ -176,8 +252,8 @@ mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{Container, ContainerPort, PodSpec};
 
-    fn pod_with_ports(ports: &[(&str, i32, &str)]) -> Pod {
-        Pod {
+    fn pod_with_ports(ports: &[(&str, i32, &str)]) -> PodInfo {
+        PodInfo::from(&Pod {
             spec: Some(PodSpec {
                 containers: vec![Container {
                     name: "c".into(),
@@ -197,7 +273,7 @@ mod tests {
                 ..Default::default()
             }),
             ..Default::default()
-        }
+        })
     }
 
     #[test]
@@ -213,13 +289,13 @@ mod tests {
             protocol: None,
             ..udp.clone()
         };
-        assert_eq!(resolve_target_port(&pod, &udp), Some(5353));
-        assert_eq!(resolve_target_port(&pod, &tcp), Some(5354));
+        assert_eq!(pod.resolve_target_port(&udp), Some(5353));
+        assert_eq!(pod.resolve_target_port(&tcp), Some(5354));
         let missing = ServicePort {
             target_port: Some(IntOrString::String("web".into())),
             ..udp
         };
-        assert_eq!(resolve_target_port(&pod, &missing), None);
+        assert_eq!(pod.resolve_target_port(&missing), None);
     }
 
     #[test]

@@ -46,7 +46,14 @@ const MAX_BATCH: usize = 4096;
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Events kept in memory for watches that resume from an older revision.
+    /// The apiserver's watch cache serves clients' resumed watches; this
+    /// history only has to bridge its own list-then-watch, so it is short.
     pub history: usize,
+    /// Bytes of redb's page cache. The apiserver keeps every object in its
+    /// own cache, so this only needs the working set of writes and point
+    /// reads; the kernel's page cache (not counted in RSS) keeps the rest of
+    /// the file warm.
+    pub cache_bytes: usize,
     /// Live events buffered per watcher; a watcher further behind than this
     /// gets [`Error::WatcherLagged`] and its stream ends.
     pub watch_buffer: usize,
@@ -55,7 +62,8 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Self {
-            history: 10_000,
+            history: 1_000,
+            cache_bytes: 16 << 20,
             watch_buffer: 10_000,
         }
     }
@@ -201,11 +209,9 @@ impl Embedded {
     /// The watch history starts empty, so watches from before the revision
     /// found on disk fail with [`Error::Compacted`].
     pub fn open(path: &Path, options: Options) -> Result<Arc<Self>, Error> {
-        // The apiserver keeps its own cache of every object, so redb's page
-        // cache only needs the working set of writes and point reads.
         let db = Arc::new(
             redb::Builder::new()
-                .set_cache_size(64 << 20)
+                .set_cache_size(options.cache_bytes)
                 .create(path)
                 .map_err(backend)?,
         );

@@ -9,6 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::*;
+use k8s_openapi::api::core::v1::Pod;
 
 fn service(publish_not_ready: bool) -> Service {
     Service {
@@ -88,7 +89,7 @@ fn over_capacity(e: &Endpoints) -> Option<String> {
 #[test]
 fn ready_and_not_ready_addresses_with_resolved_ports() {
     let pods = [pod(1, true, 8080), pod(2, false, 8080), pod(3, true, 9090)];
-    let refs: Vec<&Pod> = pods.iter().collect();
+    let refs: Vec<PodInfo> = pods.iter().map(PodInfo::from).collect();
     let e = endpoints_for(&service(false), &refs).expect("service has a selector");
     assert_eq!(e.metadata.name.as_deref(), Some("web"));
     assert_eq!(
@@ -124,7 +125,7 @@ fn terminating_pods_are_left_out_unless_publishing_not_ready() {
     let mut p = pod(1, true, 8080);
     p.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::UNIX_EPOCH));
     let pods = [p, pod(2, false, 8080)];
-    let refs: Vec<&Pod> = pods.iter().collect();
+    let refs: Vec<PodInfo> = pods.iter().map(PodInfo::from).collect();
     let e = endpoints_for(&service(false), &refs).expect("selector");
     assert_eq!(count(&e), (0, 1));
     let e = endpoints_for(&service(true), &refs).expect("selector");
@@ -138,7 +139,7 @@ fn terminating_pods_are_left_out_unless_publishing_not_ready() {
 #[test]
 fn truncated_at_1000_addresses_with_annotation() {
     let pods: Vec<Pod> = (1..=1001).map(|i| pod(i, i % 2 == 0, 8080)).collect();
-    let refs: Vec<&Pod> = pods.iter().collect();
+    let refs: Vec<PodInfo> = pods.iter().map(PodInfo::from).collect();
     let e = endpoints_for(&service(false), &refs).expect("selector");
     let (ready, not_ready) = count(&e);
     assert_eq!(ready + not_ready, 1000);
@@ -155,7 +156,7 @@ fn truncation_keeps_only_ready_when_ready_alone_overflow() {
     let pods: Vec<Pod> = (1..=1500)
         .map(|i| pod(i, i <= 1200, 8080 + (i % 2) as i32))
         .collect();
-    let refs: Vec<&Pod> = pods.iter().collect();
+    let refs: Vec<PodInfo> = pods.iter().map(PodInfo::from).collect();
     let e = endpoints_for(&service(false), &refs).expect("selector");
     assert_eq!(count(&e), (1000, 0));
     assert_eq!(e.subsets.as_ref().map(Vec::len), Some(2));
@@ -165,7 +166,7 @@ fn truncation_keeps_only_ready_when_ready_alone_overflow() {
 fn plan_write_is_minimal_and_clears_the_annotation() {
     let svc = service(false);
     let many: Vec<Pod> = (1..=1001).map(|i| pod(i, true, 8080)).collect();
-    let refs: Vec<&Pod> = many.iter().collect();
+    let refs: Vec<PodInfo> = many.iter().map(PodInfo::from).collect();
     let desired = endpoints_for(&svc, &refs).expect("selector");
     let Write::Create(mut current) = plan_write(None, desired.clone()) else {
         panic!("nothing exists yet: create");
@@ -188,5 +189,5 @@ fn selectorless_services_are_not_managed() {
     if let Some(spec) = svc.spec.as_mut() {
         spec.selector = None;
     }
-    assert!(endpoints_for(&svc, &[]).is_none());
+    assert!(endpoints_for::<PodInfo>(&svc, &[]).is_none());
 }

@@ -24,12 +24,12 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use k8s_openapi::api::core::v1::{ObjectReference, Pod, Service};
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use super::{CONTROLLER_NAME, LABEL_MANAGED_BY, LABEL_SERVICE_NAME};
-use crate::podutil;
+use crate::podutil::{self, PodInfo};
 
 /// The writes that bring a Service's slices to the desired state. Apply
 /// creates first, then updates, then deletes, so consumers never see a gap
@@ -60,9 +60,9 @@ impl Plan {
 /// Services without a selector and `ExternalName` Services get an empty
 /// plan, as in Kubernetes: their slices, if any, are someone else's.
 /// `max_per_slice` of 0 is treated as 1.
-pub fn reconcile(
+pub fn reconcile<P: AsRef<PodInfo>>(
     service: &Service,
-    pods: &[&Pod],
+    pods: &[P],
     existing: &[EndpointSlice],
     max_per_slice: usize,
 ) -> Plan {
@@ -256,9 +256,9 @@ struct DesiredGroup {
 
 /// Desired endpoints by group: one endpoint per selected pod and address
 /// family, grouped by the pod's resolved ports.
-fn desired_groups(
+fn desired_groups<P: AsRef<PodInfo>>(
     service: &Service,
-    pods: &[&Pod],
+    pods: &[P],
     families: &[AddressType],
 ) -> BTreeMap<GroupKey, DesiredGroup> {
     let publish = podutil::publish_not_ready(service);
@@ -269,15 +269,16 @@ fn desired_groups(
         .unwrap_or_default();
     let mut groups: BTreeMap<GroupKey, DesiredGroup> = BTreeMap::new();
     for pod in pods {
-        if !podutil::service_selects(service, pod) || podutil::is_terminal(pod) {
+        let pod = pod.as_ref();
+        if !pod.selected_by(service) || pod.terminal {
             continue;
         }
-        let ips = podutil::pod_ips(pod);
+        let ips = &pod.ips;
         if ips.is_empty() {
             continue;
         }
-        let terminating = podutil::is_terminating(pod);
-        let serving = publish || podutil::is_ready(pod);
+        let terminating = pod.terminating;
+        let serving = publish || pod.ready;
         // Compatibility rule: `ready` is never true for a terminating pod,
         // unless the Service publishes not-ready addresses.
         let ready = publish || (serving && !terminating);
@@ -285,7 +286,7 @@ fn desired_groups(
         let mut ports: Vec<(PortKey, EndpointPort)> = service_ports
             .iter()
             .filter_map(|sp| {
-                let port = podutil::resolve_target_port(pod, sp)?;
+                let port = pod.resolve_target_port(sp)?;
                 let ep = EndpointPort {
                     name: Some(sp.name.clone().unwrap_or_default()),
                     port: Some(port),
@@ -315,15 +316,9 @@ fn desired_groups(
                     serving: Some(serving),
                     terminating: Some(terminating),
                 }),
-                hostname: podutil::hostname_for(pod, service),
-                node_name: podutil::node_name(pod),
-                target_ref: Some(ObjectReference {
-                    kind: Some("Pod".to_owned()),
-                    namespace: pod.metadata.namespace.clone(),
-                    name: pod.metadata.name.clone(),
-                    uid: pod.metadata.uid.clone(),
-                    ..Default::default()
-                }),
+                hostname: pod.hostname_for(service),
+                node_name: pod.node_name.as_deref().map(str::to_owned),
+                target_ref: Some(pod.target_ref()),
                 ..Default::default()
             };
             let key = GroupKey {

@@ -103,8 +103,9 @@ fn terminating(mut p: Pod) -> Pod {
     p
 }
 
-fn refs(pods: &[Pod]) -> Vec<&Pod> {
-    pods.iter().collect()
+/// The controller's view of the pods, as its pod cache holds them.
+fn refs(pods: &[Pod]) -> Vec<PodInfo> {
+    pods.iter().map(PodInfo::from).collect()
 }
 
 /// Play the apiserver: apply a plan to the current slices, naming created
