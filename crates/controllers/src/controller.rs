@@ -41,7 +41,9 @@ use crate::endpointslice::{
     self, CONTROLLER_NAME, DEFAULT_MAX_ENDPOINTS_PER_SLICE, LABEL_MANAGED_BY, LABEL_SERVICE_NAME,
     MAX_ENDPOINTS_PER_SLICE_LIMIT,
 };
-use crate::podcache::{self, PodCache};
+use crate::index::{Owned, Selectors};
+use crate::podcache::PodCache;
+use crate::podutil;
 use crate::podutil::PodInfo;
 use crate::queue::WorkQueue;
 
@@ -190,6 +192,8 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
         batch_period: config.batch_period,
         services,
         pods: PodCache::default(),
+        selectors: Mutex::default(),
+        owned: Mutex::default(),
         slices,
         endpoints,
         queue: WorkQueue::new(),
@@ -336,6 +340,10 @@ impl Key {
         })
     }
 
+    fn pair(&self) -> crate::index::ServiceKey {
+        (self.namespace.clone(), self.name.clone())
+    }
+
     fn object_ref<K: kube::Resource<DynamicType = ()>>(&self) -> ObjectRef<K> {
         ObjectRef::new(&self.name).within(&self.namespace)
     }
@@ -383,6 +391,10 @@ struct Shared {
     batch_period: Duration,
     services: Store<Service>,
     pods: PodCache,
+    /// Service selectors by label pair, for pod events.
+    selectors: Mutex<Selectors>,
+    /// Slice names by Service, for syncs.
+    owned: Mutex<Owned>,
     slices: Store<EndpointSlice>,
     endpoints: Store<Endpoints>,
     queue: Arc<WorkQueue<Key>>,
@@ -406,12 +418,14 @@ impl Shared {
             Event::Apply(svc) => {
                 w.apply_watcher_event(&ev);
                 let key = Key::of(svc);
+                lock(&self.selectors).set(key.pair(), podutil::selector_of(svc));
                 lock(&self.tombstones).remove(&key);
                 self.queue.add(key);
             }
             Event::Delete(svc) => {
                 w.apply_watcher_event(&ev);
                 let key = Key::of(svc);
+                lock(&self.selectors).remove(&key.pair());
                 lock(&self.tombstones).insert(key.clone());
                 self.queue.add(key);
             }
@@ -426,12 +440,15 @@ impl Shared {
                     .map(|s| Key::of(s.as_ref()))
                     .collect();
                 w.apply_watcher_event(&ev);
-                let after: HashSet<Key> = self
-                    .services
-                    .state()
-                    .iter()
-                    .map(|s| Key::of(s.as_ref()))
-                    .collect();
+                let services = self.services.state();
+                {
+                    let mut selectors = lock(&self.selectors);
+                    selectors.clear();
+                    for svc in &services {
+                        selectors.set(Key::of(svc.as_ref()).pair(), podutil::selector_of(svc));
+                    }
+                }
+                let after: HashSet<Key> = services.iter().map(|s| Key::of(s.as_ref())).collect();
                 {
                     let mut tomb = lock(&self.tombstones);
                     for gone in before.difference(&after) {
@@ -469,11 +486,20 @@ impl Shared {
                 return self.enqueue_all_services();
             }
         };
-        for svc in self.services.state() {
-            if podcache::concerns(&svc, &pod, old.as_deref()) {
-                self.queue
-                    .add_after(Key::of(svc.as_ref()), self.batch_period);
+        // The Services that select the pod now or did before (so a pod that
+        // stops matching still leaves its old Service's endpoints).
+        let keys = {
+            let selectors = lock(&self.selectors);
+            let mut keys = selectors.selecting(&pod);
+            if let Some(old) = &old {
+                keys.extend(selectors.selecting(old));
             }
+            keys
+        };
+        for (namespace, name) in keys {
+            // The queue folds a key added twice into one sync.
+            self.queue
+                .add_after(Key { namespace, name }, self.batch_period);
         }
     }
 
@@ -481,6 +507,14 @@ impl Shared {
         match &ev {
             Event::Apply(slice) | Event::Delete(slice) => {
                 w.apply_watcher_event(&ev);
+                let (ns, name) = (
+                    slice.metadata.namespace.as_deref().unwrap_or_default(),
+                    slice.metadata.name.as_deref().unwrap_or_default(),
+                );
+                match ev {
+                    Event::Delete(_) => lock(&self.owned).remove(ns, name),
+                    _ => lock(&self.owned).set(ns, name, Key::of_slice(slice).map(|k| k.pair())),
+                }
                 let Some(key) = Key::of_slice(slice) else {
                     return;
                 };
@@ -492,11 +526,20 @@ impl Shared {
                 w.apply_watcher_event(&ev);
                 // The store is authoritative again.
                 self.clear_expectations(Kind::Slice);
+                let mut owned = lock(&self.owned);
+                owned.clear();
                 for slice in self.slices.state() {
-                    if let Some(key) = Key::of_slice(&slice) {
+                    let key = Key::of_slice(&slice);
+                    owned.set(
+                        slice.metadata.namespace.as_deref().unwrap_or_default(),
+                        slice.metadata.name.as_deref().unwrap_or_default(),
+                        key.as_ref().map(Key::pair),
+                    );
+                    if let Some(key) = key {
                         self.queue.add(key);
                     }
                 }
+                drop(owned);
                 self.enqueue_all_services();
             }
         }
@@ -641,11 +684,13 @@ impl Shared {
         }
         let slice_api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &key.namespace);
         let endpoints_api: Api<Endpoints> = Api::namespaced(self.client.clone(), &key.namespace);
-        let existing: Vec<EndpointSlice> = self
-            .slices
-            .state()
-            .into_iter()
-            .filter(|s| Key::of_slice(s).as_ref() == Some(key))
+        let names = lock(&self.owned).of(&key.pair());
+        let existing: Vec<EndpointSlice> = names
+            .iter()
+            .filter_map(|name| {
+                self.slices
+                    .get(&ObjectRef::new(name).within(&key.namespace))
+            })
             .map(|s| s.as_ref().clone())
             .collect();
 

@@ -8,6 +8,7 @@
 pub mod controller;
 pub mod endpoints;
 pub mod endpointslice;
+mod index;
 mod podcache;
 mod podutil;
 mod queue;

@@ -129,13 +129,6 @@ impl PodCache {
     }
 }
 
-/// Whether a pod change concerns `service`: it selects the pod as it is
-/// now or as it was (so a pod that stops matching still gets its old
-/// Service synced).
-pub(crate) fn concerns(service: &Service, pod: &PodInfo, old: Option<&PodInfo>) -> bool {
-    pod.selected_by(service) || old.is_some_and(|o| o.selected_by(service))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,18 +197,5 @@ mod tests {
         assert_eq!(names(&cache), ["old"]);
         cache.relist_done();
         assert_eq!(names(&cache), ["new"]);
-    }
-
-    #[test]
-    fn a_pod_that_changes_labels_selects_old_and_new_services() {
-        let services = [service("a", "web"), service("a", "db"), service("b", "web")];
-        let old = pod("a", "p", "web");
-        let new = pod("a", "p", "db");
-        let names: Vec<_> = services
-            .iter()
-            .filter(|s| concerns(s, &new, Some(&old)))
-            .map(|s| s.metadata.name.clone().unwrap_or_default())
-            .collect();
-        assert_eq!(names, ["web", "db"]);
     }
 }
