@@ -41,7 +41,7 @@ use crate::endpointslice::{
     self, CONTROLLER_NAME, DEFAULT_MAX_ENDPOINTS_PER_SLICE, LABEL_MANAGED_BY, LABEL_SERVICE_NAME,
     MAX_ENDPOINTS_PER_SLICE_LIMIT,
 };
-use crate::index::{Owned, Selectors};
+use crate::index::Owned;
 use crate::podcache::PodCache;
 use crate::podutil;
 use crate::podutil::PodInfo;
@@ -192,7 +192,6 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
         batch_period: config.batch_period,
         services,
         pods: PodCache::default(),
-        selectors: Mutex::default(),
         owned: Mutex::default(),
         slices,
         endpoints,
@@ -391,8 +390,6 @@ struct Shared {
     batch_period: Duration,
     services: Store<Service>,
     pods: PodCache,
-    /// Service selectors by label pair, for pod events.
-    selectors: Mutex<Selectors>,
     /// Slice names by Service, for syncs.
     owned: Mutex<Owned>,
     slices: Store<EndpointSlice>,
@@ -418,14 +415,15 @@ impl Shared {
             Event::Apply(svc) => {
                 w.apply_watcher_event(&ev);
                 let key = Key::of(svc);
-                lock(&self.selectors).set(key.pair(), podutil::selector_of(svc));
+                self.pods
+                    .set_selector(key.pair(), podutil::selector_of(svc));
                 lock(&self.tombstones).remove(&key);
                 self.queue.add(key);
             }
             Event::Delete(svc) => {
                 w.apply_watcher_event(&ev);
                 let key = Key::of(svc);
-                lock(&self.selectors).remove(&key.pair());
+                self.pods.remove_selector(&key.pair());
                 lock(&self.tombstones).insert(key.clone());
                 self.queue.add(key);
             }
@@ -441,13 +439,11 @@ impl Shared {
                     .collect();
                 w.apply_watcher_event(&ev);
                 let services = self.services.state();
-                {
-                    let mut selectors = lock(&self.selectors);
-                    selectors.clear();
-                    for svc in &services {
-                        selectors.set(Key::of(svc.as_ref()).pair(), podutil::selector_of(svc));
-                    }
-                }
+                self.pods.reset_selectors(
+                    services
+                        .iter()
+                        .map(|svc| (Key::of(svc.as_ref()).pair(), podutil::selector_of(svc))),
+                );
                 let after: HashSet<Key> = services.iter().map(|s| Key::of(s.as_ref())).collect();
                 {
                     let mut tomb = lock(&self.tombstones);
@@ -463,21 +459,20 @@ impl Shared {
     }
 
     fn on_pod(&self, ev: Event<Pod>) {
-        let (pod, old) = match ev {
+        let concerned = match ev {
             Event::Apply(pod) => {
                 let pod = PodInfo::from(&pod);
-                let old = self.pods.insert(pod.clone());
+                let (old, concerned) = self.pods.insert(pod.clone());
                 if old.as_deref() == Some(&pod) {
                     // Nothing an endpoint shows changed (Kubernetes
                     // `podEndpointsChanged`): a status-only update.
                     return;
                 }
-                (pod, old)
+                concerned
             }
             Event::Delete(pod) => {
                 let pod = PodInfo::from(&pod);
-                let old = self.pods.remove(&pod.namespace, &pod.name);
-                (pod, old)
+                self.pods.remove(&pod.namespace, &pod.name).1
             }
             Event::Init => return self.pods.relist_begin(),
             Event::InitApply(pod) => return self.pods.relist_add(PodInfo::from(&pod)),
@@ -486,17 +481,7 @@ impl Shared {
                 return self.enqueue_all_services();
             }
         };
-        // The Services that select the pod now or did before (so a pod that
-        // stops matching still leaves its old Service's endpoints).
-        let keys = {
-            let selectors = lock(&self.selectors);
-            let mut keys = selectors.selecting(&pod);
-            if let Some(old) = &old {
-                keys.extend(selectors.selecting(old));
-            }
-            keys
-        };
-        for (namespace, name) in keys {
+        for (namespace, name) in concerned {
             // The queue folds a key added twice into one sync.
             self.queue
                 .add_after(Key { namespace, name }, self.batch_period);
@@ -714,7 +699,7 @@ impl Shared {
             return Ok(Outcome::Synced);
         };
 
-        let pods = self.pods.selected_by(&service);
+        let pods = self.pods.selected_by(&key.pair());
 
         let plan = endpointslice::reconcile(&service, &pods, &existing, self.max_per_slice);
         // Creates, then updates, then deletes: endpoints that move between

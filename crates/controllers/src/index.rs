@@ -41,6 +41,11 @@ impl Selectors {
         self.selectors.insert(service, selector.clone());
     }
 
+    /// The selector recorded for `service`.
+    pub(crate) fn get(&self, service: &ServiceKey) -> Option<&BTreeMap<String, String>> {
+        self.selectors.get(service)
+    }
+
     /// Forgets `service`.
     pub(crate) fn remove(&mut self, service: &ServiceKey) {
         let Some(old) = self.selectors.remove(service) else {
