@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 missing=()
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v dig >/dev/null 2>&1 || missing+=(dnsutils)
 if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         apt-get update -qq
@@ -20,3 +21,6 @@ command -v kubectl >/dev/null 2>&1 || echo "note: kubectl not found; the kubectl
 # The end-to-end tests drive the built binary.
 cargo build --locked -p switchboard-cli
 cargo test --locked --workspace
+# The DNS fuzz target (its own workspace, fuzz/) must stay buildable on stable.
+# It shares the workspace's target directory, so only what differs is built again.
+cargo build --locked --manifest-path fuzz/Cargo.toml --target-dir target

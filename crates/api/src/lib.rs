@@ -6,6 +6,7 @@
 //! and it is unit- and property-tested on its own.
 
 pub mod defaults;
+pub mod envvars;
 pub mod fields;
 pub mod labels;
 pub mod names;

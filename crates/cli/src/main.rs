@@ -68,6 +68,10 @@ enum Command {
     Describe(cmd::describe::DescribeArgs),
     /// Delete objects by manifest, by name or by label selector.
     Delete(cmd::delete::DeleteArgs),
+    /// Print the service environment variables a pod of the namespace gets.
+    Env(cmd::env::EnvArgs),
+    /// Run a command with the namespace's service environment variables.
+    Run(cmd::run::RunArgs),
 }
 
 fn main() -> ExitCode {
@@ -89,6 +93,8 @@ fn main() -> ExitCode {
             Command::Get(args) => cmd::get::run(&cli.global, args).await,
             Command::Describe(args) => cmd::describe::run(&cli.global, args).await,
             Command::Delete(args) => cmd::delete::run(&cli.global, args).await,
+            Command::Env(args) => cmd::env::run(&cli.global, args).await,
+            Command::Run(args) => cmd::run::run(&cli.global, args).await,
         }
     });
     match result {

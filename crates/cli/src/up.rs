@@ -10,6 +10,9 @@ use anyhow::Context as _;
 use clap::Args;
 use ipnet::Ipv4Net;
 
+mod dns;
+mod proxy;
+
 /// Flags of `up` and `server`.
 #[derive(Debug, Clone, Args)]
 pub struct UpArgs {
@@ -34,6 +37,12 @@ pub struct UpArgs {
     /// Most endpoints in one EndpointSlice.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub max_endpoints_per_slice: u16,
+    /// Cluster DNS.
+    #[command(flatten)]
+    pub dns: dns::DnsArgs,
+    /// Node proxy.
+    #[command(flatten)]
+    pub proxy: proxy::ProxyArgs,
 }
 
 /// An inclusive port range.
@@ -115,6 +124,10 @@ pub struct Config {
     pub cluster_domain: String,
     /// Most endpoints per EndpointSlice.
     pub max_endpoints_per_slice: u16,
+    /// Cluster DNS flags (used by `up` only).
+    pub dns: dns::DnsArgs,
+    /// Node proxy flags (used by `up` only).
+    pub proxy: proxy::ProxyArgs,
 }
 
 impl Config {
@@ -133,6 +146,8 @@ impl Config {
             apiserver,
             cluster_domain: args.cluster_domain,
             max_endpoints_per_slice: args.max_endpoints_per_slice,
+            dns: args.dns,
+            proxy: args.proxy,
         }
     }
 }
@@ -160,7 +175,31 @@ pub async fn run(mode: Mode, args: UpArgs) -> anyhow::Result<ExitCode> {
     let client = crate::client::from_kubeconfig(&kubeconfig)
         .await
         .context("cannot build a client for the controllers")?;
-    let controllers = tokio::spawn(run_controllers(client, config.clone()));
+    let controllers = tokio::spawn(run_controllers(client.clone(), config.clone()));
+
+    // One discovery watch for every data plane of `up` (DNS, proxy): each
+    // clones the table receiver.
+    let discovery = (mode == Mode::AllInOne).then(|| switchboard_discovery::spawn(client.clone()));
+    let mut dns = match (
+        &discovery,
+        dns::config(&config.dns, &config.cluster_domain)?,
+    ) {
+        (Some(d), Some(c)) => Some(dns::start(c, d.table.clone())?),
+        _ => None,
+    };
+    let dns_note = dns
+        .as_ref()
+        .map(|d| format!(", dns://{}", d.addr))
+        .unwrap_or_default();
+    let mut proxy = match (&discovery, proxy::config(&config.proxy)) {
+        (Some(d), Some(c)) => Some(proxy::start(c, d.table.clone(), client.clone()).await?),
+        _ => None,
+    };
+    let proxy_note = proxy
+        .as_ref()
+        .and_then(|p| p.metrics_addr)
+        .map(|a| format!(", proxy-metrics http://{a}/metrics"))
+        .unwrap_or_default();
 
     // Tests wait for this exact line and parse the address from it.
     {
@@ -168,7 +207,7 @@ pub async fn run(mode: Mode, args: UpArgs) -> anyhow::Result<ExitCode> {
         let mut out = std::io::stdout().lock();
         writeln!(
             out,
-            "switchboard is up: apiserver https://{addr}, kubeconfig {}",
+            "switchboard is up: apiserver https://{addr}, kubeconfig {}{dns_note}{proxy_note}",
             kubeconfig.display()
         )?;
         out.flush()?;
@@ -181,6 +220,8 @@ pub async fn run(mode: Mode, args: UpArgs) -> anyhow::Result<ExitCode> {
             Ok(Err(e)) => Err(e.context("the controllers failed")),
             Err(e) => Err(anyhow::anyhow!("the controllers panicked: {e}")),
         },
+        stopped = proxy::wait(&mut proxy) => Err(stopped.err().unwrap_or_else(|| anyhow::anyhow!("the proxy stopped"))),
+        stopped = dns::wait(&mut dns) => Err(stopped.err().unwrap_or_else(|| anyhow::anyhow!("cluster DNS stopped"))),
         signal = shutdown_signal() => {
             let name = signal?;
             tracing::info!(signal = name, "shutting down");

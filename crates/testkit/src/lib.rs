@@ -7,6 +7,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+pub mod backend;
+pub mod resolver;
+
+pub use backend::Backend;
+
 /// A `switchboard up` process on a free loopback port, with its data directory.
 pub struct Switchboard {
     /// The process.
@@ -15,14 +20,42 @@ pub struct Switchboard {
     pub url: String,
     /// The data directory (kept by the caller's TempDir).
     pub data_dir: PathBuf,
+    /// The cluster DNS address (UDP and TCP), from the ready line.
+    pub dns: Option<std::net::SocketAddr>,
+    /// The node proxy's metrics address, from the ready line.
+    pub proxy_metrics: Option<std::net::SocketAddr>,
 }
 
 impl Switchboard {
     /// Starts `binary up` on `data_dir` and waits for its ready line.
     pub fn up(binary: &Path, data_dir: &Path) -> anyhow::Result<Switchboard> {
+        Switchboard::up_with(binary, data_dir, &[])
+    }
+
+    /// Starts `binary up` on `data_dir` with extra flags. Cluster DNS and its
+    /// metrics listen on free loopback ports unless `args` set
+    /// `--dns-listen` / `--dns-metrics-listen` (tests run in parallel, so
+    /// the default 127.96.0.10:53 would collide).
+    pub fn up_with(binary: &Path, data_dir: &Path, args: &[&str]) -> anyhow::Result<Switchboard> {
+        let mut defaults: Vec<&str> = Vec::new();
+        if !args.iter().any(|a| a.starts_with("--dns-listen")) {
+            defaults.extend(["--dns-listen", "127.0.0.1:0"]);
+        }
+        if !args.iter().any(|a| a.starts_with("--dns-metrics-listen")) {
+            defaults.extend(["--dns-metrics-listen", "none"]);
+        }
+        if !args.iter().any(|a| a.starts_with("--proxy-metrics-listen")) {
+            defaults.extend(["--proxy-metrics-listen", "127.0.0.1:0"]);
+        }
+        if !args.iter().any(|a| a.starts_with("--dns-upstream")) {
+            // Never the host's resolvers from a test.
+            defaults.extend(["--dns-upstream", "none"]);
+        }
         let mut child = Command::new(binary)
             .args(["up", "--api-listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(defaults)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -42,10 +75,20 @@ impl Switchboard {
             .find(|w| w.starts_with("https://"))
             .map(|w| w.trim_end_matches(',').to_string())
             .with_context(|| format!("unexpected ready line {line:?}"))?;
+        let dns = line
+            .split_whitespace()
+            .find_map(|w| w.trim_end_matches(',').strip_prefix("dns://"))
+            .and_then(|a| a.parse().ok());
+        let proxy_metrics = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("http://")?.strip_suffix("/metrics"))
+            .and_then(|a| a.parse().ok());
         Ok(Switchboard {
             child,
             url,
             data_dir: data_dir.to_path_buf(),
+            dns,
+            proxy_metrics,
         })
     }
 

@@ -4,10 +4,12 @@
 pub mod apply;
 pub mod delete;
 pub mod describe;
+pub mod env;
 #[cfg(test)]
 mod fake;
 pub mod get;
 pub mod jsonpath;
+pub mod run;
 
 use std::process::ExitCode;
 

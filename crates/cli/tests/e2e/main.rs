@@ -11,6 +11,10 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use switchboard_testkit::{Switchboard, wait_for};
 
+mod dns;
+mod env;
+mod proxy;
+
 fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_switchboard"))
 }

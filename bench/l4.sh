@@ -1,0 +1,251 @@
+#!/usr/bin/env bash
+# L4 proxy benchmark (issue 3): wrk through HAProxy (mode tcp), nginx
+# (stream) and the Switchboard userspace proxy, side by side in one run,
+# against the same nginx backend, plus a direct connection to the backend
+# (the limit). Each proxy runs one worker thread: HAProxy `nbthread 1`,
+# nginx `worker_processes 1`, Switchboard with TOKIO_WORKER_THREADS=1 (its
+# whole runtime; the control plane is idle during the runs) or
+# `--proxy-threads 1` when the binary has that flag.
+#
+# Two modes per target, DURATION seconds each, one wrk thread, 64
+# connections: keep-alive, and connection per request (`Connection: close`,
+# so every request is a new TCP connection through the proxy). Prints req/s,
+# p50 and p99 (wrk --latency) and the ratios. Only 127.0.0.1 traffic.
+#
+# Usage: bench/l4.sh [--no-build] [--duration S]
+# Environment: KEEP_DATA=1 keeps the work directory and logs.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SB="$ROOT/target/release/switchboard"
+REF="$ROOT/../shared/reference"
+
+build=1
+duration=10
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --no-build) build=0 ;;
+    --duration) duration=$2; shift ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+need=()
+command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
+command -v nginx >/dev/null 2>&1 || need+=(nginx)
+[ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || need+=(libnginx-mod-stream)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2
+  else
+    echo "missing: ${need[*]} (install them, or run as root on Debian)" >&2
+    exit 1
+  fi
+fi
+if [ "$build" = 1 ]; then
+  echo "building the release binary ..." >&2
+  (cd "$ROOT" && cargo build --release -p switchboard-cli) >&2
+fi
+
+WORK=$(mktemp -d /tmp/sb-l4-bench.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  if [ "${KEEP_DATA:-0}" = 1 ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+
+BACKEND_PORT=9101 HAPROXY_PORT=9111 NGINX_PORT=9121
+# Switchboard's own ranges, away from the defaults and from the tests'.
+SB_CIDR=127.150.0.0/16 SB_NODE=127.1.150.1 SB_POOL=127.2.150.0/24
+
+# The backend: nginx answering a short body (the reference backend, one
+# server, one worker).
+cat >"$WORK/nginx-backend.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $WORK/nginx-be.pid;
+error_log $WORK/nginx-be.err;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  server { listen 127.0.0.1:$BACKEND_PORT; location / { return 200 "backend-1\n"; } }
+}
+EOF
+nginx -c "$WORK/nginx-backend.conf" -p "$WORK" >"$WORK/nginx-be.log" 2>&1 &
+pids+=($!)
+
+# HAProxy, mode tcp, one thread (the reference frontend l4, one server).
+cat >"$WORK/haproxy.cfg" <<EOF
+global
+  maxconn 8000
+  nbthread 1
+defaults
+  timeout connect 2s
+  timeout client 30s
+  timeout server 30s
+frontend l4
+  mode tcp
+  bind 127.0.0.1:$HAPROXY_PORT
+  default_backend be_tcp
+backend be_tcp
+  mode tcp
+  balance roundrobin
+  server s1 127.0.0.1:$BACKEND_PORT
+EOF
+haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
+pids+=($!)
+
+# nginx stream, one worker (the reference stream block, one server).
+cat >"$WORK/nginx-proxy.conf" <<EOF
+load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+worker_processes 1;
+daemon off;
+pid $WORK/nginx-px.pid;
+error_log $WORK/nginx-px.err;
+events { worker_connections 8192; }
+stream {
+  upstream be { server 127.0.0.1:$BACKEND_PORT; }
+  server { listen 127.0.0.1:$NGINX_PORT; proxy_pass be; }
+}
+EOF
+nginx -c "$WORK/nginx-proxy.conf" -p "$WORK" >"$WORK/nginx-px.log" 2>&1 &
+pids+=($!)
+
+wait_http() { # url seconds: waits until the URL answers 200
+  local deadline=$((SECONDS + $2))
+  while [ $SECONDS -lt $deadline ]; do
+    if curl -fsS -o /dev/null --max-time 1 "$1" 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  return 1
+}
+wait_http "http://127.0.0.1:$BACKEND_PORT/" 10 || { echo "backend did not start" >&2; cat "$WORK"/nginx-be.* >&2; exit 1; }
+wait_http "http://127.0.0.1:$HAPROXY_PORT/" 10 || { echo "haproxy did not start" >&2; cat "$WORK/haproxy.log" >&2; exit 1; }
+wait_http "http://127.0.0.1:$NGINX_PORT/" 10 || { echo "nginx stream did not start" >&2; cat "$WORK"/nginx-px.* >&2; exit 1; }
+
+# Switchboard: `switchboard up` with a Service whose one endpoint is the
+# backend (a Pod with podIP 127.0.0.1 and containerPort BACKEND_PORT, made
+# Ready through pods/status, as the node agent will).
+sb_url=""
+start_switchboard() {
+  [ -x "$SB" ] || { echo "no $SB" >&2; return 1; }
+  local up_help flags=()
+  up_help=$("$SB" up --help 2>/dev/null) || return 1
+  grep -q -- '--proxy-mode' <<<"$up_help" || return 1
+  if grep -q -- '--proxy-threads' <<<"$up_help"; then flags+=(--proxy-threads 1); fi
+  grep -q -- '--dns-listen' <<<"$up_help" && flags+=(--dns-listen none --dns-metrics-listen none)
+  grep -q -- '--proxy-metrics-listen' <<<"$up_help" && flags+=(--proxy-metrics-listen none)
+  TOKIO_WORKER_THREADS=1 "$SB" up --data-dir "$WORK/sb" --api-listen 127.0.0.1:0 \
+    --service-cidr $SB_CIDR --node-address $SB_NODE --lb-ip-pool $SB_POOL \
+    --node-name bench-node --proxy-mode userspace "${flags[@]}" \
+    >"$WORK/sb.out" 2>"$WORK/sb.log" &
+  sb_pid=$!
+  pids+=($sb_pid)
+  local deadline=$((SECONDS + 60))
+  until grep -q 'switchboard is up' "$WORK/sb.out" 2>/dev/null; do
+    [ $SECONDS -lt $deadline ] && kill -0 $sb_pid 2>/dev/null || { echo "switchboard did not start" >&2; tail -5 "$WORK/sb.log" >&2; return 1; }
+    sleep 0.1
+  done
+  local kc="$WORK/sb/kubeconfig"
+  local server token
+  server=$(awk '/server:/ {print $2; exit}' "$kc")
+  token=$(awk '/token:/ {print $2; exit}' "$kc")
+  cat >"$WORK/web.yaml" <<EOF
+apiVersion: v1
+kind: Service
+metadata: {name: bench}
+spec:
+  selector: {app: bench}
+  ports: [{name: http, port: 80, targetPort: http}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: bench-1, labels: {app: bench}}
+spec:
+  nodeName: bench-node
+  containers: [{name: c, image: nginx, ports: [{name: http, containerPort: $BACKEND_PORT}]}]
+EOF
+  "$SB" --kubeconfig "$kc" apply -f "$WORK/web.yaml" >&2 || return 1
+  curl -fsS -k -o /dev/null -X PATCH -H "Authorization: Bearer $token" \
+    -H 'Content-Type: application/merge-patch+json' \
+    --data '{"status":{"podIP":"127.0.0.1","phase":"Running","conditions":[{"type":"Ready","status":"True"}]}}' \
+    "$server/api/v1/namespaces/default/pods/bench-1/status" || return 1
+  local ip
+  ip=$("$SB" --kubeconfig "$kc" get svc bench -o 'jsonpath={.spec.clusterIP}') || return 1
+  case "$ip" in 127.*) ;; *) echo "ClusterIP $ip is not on loopback; not dialing it" >&2; return 1 ;; esac
+  wait_http "http://$ip/" 30 || { echo "no answer through the ClusterIP $ip" >&2; return 1; }
+  sb_url="http://$ip/"
+}
+if start_switchboard; then
+  echo "switchboard: proxying $sb_url" >&2
+else
+  echo "switchboard: skipped (proxy not available)"
+fi
+
+# wrk: prints "req_per_s p50_ms p99_ms errors".
+to_ms() { # wrk latency like 812.00us, 1.23ms, 2.01s
+  awk -v v="$1" 'BEGIN {
+    if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
+    else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.3f", v }
+    else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 }
+    else printf "nan" }'
+}
+measure() { # name url mode
+  local out="$WORK/wrk-$1-$3.txt" hdr=()
+  [ "$3" = close ] && hdr=(-H 'Connection: close')
+  wrk -t1 -c64 -d"${duration}s" --latency "${hdr[@]}" "$2" >"$out" 2>&1 || true
+  local rps p50 p99 errs
+  rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+  p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
+  p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
+  errs=$(awk '/Socket errors|Non-2xx/ {printf "%s ", $0}' "$out")
+  echo "${rps:-0} $p50 $p99 ${errs:-none}"
+}
+
+targets=(direct haproxy nginx)
+declare -A url=(
+  [direct]="http://127.0.0.1:$BACKEND_PORT/"
+  [haproxy]="http://127.0.0.1:$HAPROXY_PORT/"
+  [nginx]="http://127.0.0.1:$NGINX_PORT/"
+)
+if [ -n "$sb_url" ]; then targets+=(switchboard); url[switchboard]=$sb_url; fi
+
+declare -A rps p50 p99
+echo "wrk -t1 -c64 -d${duration}s --latency, keep-alive then Connection: close ..." >&2
+for mode in keepalive close; do
+  for t in "${targets[@]}"; do
+    read -r r a b e <<<"$(measure "$t" "${url[$t]}" "$mode")"
+    rps[$t,$mode]=$r p50[$t,$mode]=$a p99[$t,$mode]=$b
+    echo "  $mode $t: $r req/s, p50 $a ms, p99 $b ms, errors: $e" >&2
+  done
+done
+
+echo
+echo "L4 proxy, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, wrk -t1 -c64 -d${duration}s"
+printf '%-12s %-10s %12s %10s %10s %10s\n' mode target "req/s" "p50 ms" "p99 ms" "vs direct"
+for mode in keepalive close; do
+  for t in "${targets[@]}"; do
+    vs=$(awk -v a="${rps[$t,$mode]}" -v b="${rps[direct,$mode]}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')
+    printf '%-12s %-10s %12.0f %10s %10s %10s\n' "$mode" "$t" "${rps[$t,$mode]}" "${p50[$t,$mode]}" "${p99[$t,$mode]}" "$vs"
+  done
+done
+echo
+for mode in keepalive close; do
+  best=haproxy
+  awk -v a="${rps[nginx,$mode]}" -v b="${rps[haproxy,$mode]}" 'BEGIN { exit !(a > b) }' && best=nginx
+  if [ -n "$sb_url" ]; then
+    awk -v s="${rps[switchboard,$mode]}" -v b="${rps[$best,$mode]}" -v sp="${p99[switchboard,$mode]}" \
+      -v bp="${p99[$best,$mode]}" -v m="$mode" -v n="$best" 'BEGIN {
+        printf "%s: switchboard / %s (the better peer) = %.2fx req/s (target 1.15x), p99 %s vs %s ms\n", m, n, s / b, sp, bp }'
+  else
+    awk -v h="${rps[haproxy,$mode]}" -v n="${rps[nginx,$mode]}" -v m="$mode" 'BEGIN {
+      printf "%s: nginx / haproxy = %.2fx; switchboard skipped\n", m, n / h }'
+  fi
+done

@@ -1,0 +1,212 @@
+//! The incremental state between watch events and snapshots: the latest
+//! Service and EndpointSlice objects, the built table, and the keys touched
+//! since the last snapshot. Pure (no IO), so it is unit tested and
+//! benchmarked without an apiserver; [`crate::spawn`] feeds it.
+//!
+//! Cost of a snapshot: only the touched services are rebuilt (each compared
+//! with its previous version, so an unchanged one keeps its `Arc`); the
+//! map of `Arc`s is then cloned into the new immutable table, which is a
+//! memory copy of the entries, not a rebuild of their endpoints.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::watcher::Event;
+
+use crate::build;
+use crate::table::{Service, ServiceKey, ServiceTable};
+
+/// A slice is known by namespace and name.
+type SliceId = (String, String);
+
+/// See the module docs.
+#[derive(Debug, Default)]
+pub struct Cache {
+    services: HashMap<ServiceKey, Arc<core::Service>>,
+    slices: HashMap<ServiceKey, BTreeMap<String, Arc<EndpointSlice>>>,
+    /// Which service each stored slice is filed under, so a slice whose
+    /// label changes (or is deleted without labels) is found again.
+    slice_owner: HashMap<SliceId, ServiceKey>,
+    built: HashMap<ServiceKey, Arc<Service>>,
+    dirty: HashSet<ServiceKey>,
+    /// Objects of a (re)list in progress, applied at its `InitDone`.
+    service_init: Option<Vec<core::Service>>,
+    slice_init: Option<Vec<EndpointSlice>>,
+    services_listed: bool,
+    slices_listed: bool,
+    published_synced: bool,
+    generation: u64,
+}
+
+impl Cache {
+    /// An empty cache; nothing is published until both initial lists are in.
+    pub fn new() -> Cache {
+        Cache::default()
+    }
+
+    /// Applies one Service watch event.
+    pub fn service_event(&mut self, ev: Event<core::Service>) {
+        match ev {
+            Event::Apply(svc) => self.apply_service(svc),
+            Event::Delete(svc) => self.delete_service(&svc),
+            Event::Init => self.service_init = Some(Vec::new()),
+            Event::InitApply(svc) => self.service_init.get_or_insert_with(Vec::new).push(svc),
+            Event::InitDone => {
+                let listed = self.service_init.take().unwrap_or_default();
+                let mut gone: HashSet<ServiceKey> = self.services.keys().cloned().collect();
+                for svc in listed {
+                    if let Some(key) = build::key_of(&svc.metadata) {
+                        gone.remove(&key);
+                    }
+                    self.apply_service(svc);
+                }
+                for key in gone {
+                    self.services.remove(&key);
+                    self.dirty.insert(key);
+                }
+                self.services_listed = true;
+            }
+        }
+    }
+
+    /// Applies one EndpointSlice watch event.
+    pub fn slice_event(&mut self, ev: Event<EndpointSlice>) {
+        match ev {
+            Event::Apply(slice) => self.apply_slice(slice),
+            Event::Delete(slice) => self.delete_slice(&slice),
+            Event::Init => self.slice_init = Some(Vec::new()),
+            Event::InitApply(slice) => self.slice_init.get_or_insert_with(Vec::new).push(slice),
+            Event::InitDone => {
+                let listed = self.slice_init.take().unwrap_or_default();
+                let mut gone: HashSet<SliceId> = self.slice_owner.keys().cloned().collect();
+                for slice in listed {
+                    if let Some(id) = slice_id(&slice) {
+                        gone.remove(&id);
+                    }
+                    self.apply_slice(slice);
+                }
+                for id in gone {
+                    self.remove_slice(&id);
+                }
+                self.slices_listed = true;
+            }
+        }
+    }
+
+    /// A Service was added or changed.
+    pub fn apply_service(&mut self, svc: core::Service) {
+        let Some(key) = build::key_of(&svc.metadata) else {
+            return;
+        };
+        self.services.insert(key.clone(), Arc::new(svc));
+        self.dirty.insert(key);
+    }
+
+    /// A Service was deleted.
+    pub fn delete_service(&mut self, svc: &core::Service) {
+        if let Some(key) = build::key_of(&svc.metadata) {
+            self.services.remove(&key);
+            self.dirty.insert(key);
+        }
+    }
+
+    /// An EndpointSlice was added or changed.
+    pub fn apply_slice(&mut self, slice: EndpointSlice) {
+        let Some(id) = slice_id(&slice) else {
+            return;
+        };
+        // Filed under its old service if the label changed (or went away).
+        self.remove_slice(&id);
+        let Some(owner) = build::slice_service(&slice) else {
+            return;
+        };
+        self.slices
+            .entry(owner.clone())
+            .or_default()
+            .insert(id.1.clone(), Arc::new(slice));
+        self.slice_owner.insert(id, owner.clone());
+        self.dirty.insert(owner);
+    }
+
+    /// An EndpointSlice was deleted.
+    pub fn delete_slice(&mut self, slice: &EndpointSlice) {
+        if let Some(id) = slice_id(slice) {
+            self.remove_slice(&id);
+        }
+    }
+
+    fn remove_slice(&mut self, id: &SliceId) {
+        let Some(owner) = self.slice_owner.remove(id) else {
+            return;
+        };
+        if let Some(slices) = self.slices.get_mut(&owner) {
+            slices.remove(&id.1);
+            if slices.is_empty() {
+                self.slices.remove(&owner);
+            }
+        }
+        self.dirty.insert(owner);
+    }
+
+    /// True once both initial lists are complete.
+    pub fn synced(&self) -> bool {
+        self.services_listed && self.slices_listed
+    }
+
+    /// The next snapshot, when there is something new to tell: the first
+    /// one after both initial lists, then one whenever a touched service
+    /// actually changed. Rebuilds only the touched services.
+    pub fn publish(&mut self) -> Option<ServiceTable> {
+        if !self.synced() {
+            return None;
+        }
+        let mut changed = Vec::new();
+        for key in std::mem::take(&mut self.dirty) {
+            let built = self.services.get(&key).and_then(|svc| {
+                let slices = self.slices.get(&key).into_iter().flat_map(|s| s.values());
+                build::service(svc, slices.map(Arc::as_ref))
+            });
+            match (built, self.built.get(&key)) {
+                (Some(new), Some(old)) if new == **old => {}
+                (Some(new), _) => {
+                    self.built.insert(key.clone(), Arc::new(new));
+                    changed.push(key);
+                }
+                (None, Some(_)) => {
+                    self.built.remove(&key);
+                    changed.push(key);
+                }
+                (None, None) => {}
+            }
+        }
+        if changed.is_empty() && self.published_synced {
+            return None;
+        }
+        self.published_synced = true;
+        changed.sort();
+        self.generation += 1;
+        Some(ServiceTable {
+            services: self.built.clone(),
+            changed,
+            generation: self.generation,
+            synced: true,
+        })
+    }
+}
+
+fn slice_id(slice: &EndpointSlice) -> Option<SliceId> {
+    let name = slice.metadata.name.clone().filter(|n| !n.is_empty())?;
+    Some((
+        slice
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_owned()),
+        name,
+    ))
+}
+
+#[cfg(test)]
+mod tests;

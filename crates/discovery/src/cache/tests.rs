@@ -1,0 +1,149 @@
+use serde_json::json;
+
+use super::*;
+
+fn svc(name: &str) -> core::Service {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"clusterIP": "127.96.0.5", "ports": [{"port": 80}]}
+    }))
+    .expect("test Service parses")
+}
+
+fn slice(name: &str, service: &str, addrs: &[&str]) -> EndpointSlice {
+    let endpoints: Vec<_> = addrs.iter().map(|a| json!({"addresses": [a]})).collect();
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": "default", "labels": {"kubernetes.io/service-name": service}},
+        "addressType": "IPv4",
+        "ports": [{"port": 8080}],
+        "endpoints": endpoints
+    }))
+    .expect("test EndpointSlice parses")
+}
+
+fn synced(services: Vec<core::Service>, slices: Vec<EndpointSlice>) -> Cache {
+    let mut c = Cache::new();
+    c.service_event(Event::Init);
+    for s in services {
+        c.service_event(Event::InitApply(s));
+    }
+    c.service_event(Event::InitDone);
+    assert!(
+        c.publish().is_none(),
+        "nothing before the slices are listed too"
+    );
+    c.slice_event(Event::Init);
+    for s in slices {
+        c.slice_event(Event::InitApply(s));
+    }
+    c.slice_event(Event::InitDone);
+    c
+}
+
+fn addrs(t: &ServiceTable, name: &str) -> Vec<String> {
+    t.get("default", name)
+        .map(|s| s.endpoints.iter().map(|e| e.address.to_string()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn first_snapshot_after_both_lists_then_only_changes() {
+    let mut c = synced(
+        vec![svc("a"), svc("b")],
+        vec![slice("a-1", "a", &["127.244.0.1"])],
+    );
+    let t = c.publish().expect("first synced snapshot");
+    assert!(t.synced);
+    assert_eq!(t.generation, 1);
+    assert_eq!(addrs(&t, "a"), ["127.244.0.1"]);
+    assert_eq!(t.services.len(), 2);
+
+    assert!(c.publish().is_none(), "nothing touched, nothing published");
+    c.apply_service(svc("b"));
+    assert!(
+        c.publish().is_none(),
+        "an identical re-apply changes nothing"
+    );
+
+    c.apply_slice(slice("a-1", "a", &["127.244.0.1", "127.244.0.2"]));
+    let t2 = c.publish().expect("an endpoint change publishes");
+    assert_eq!(t2.generation, 2);
+    assert_eq!(t2.changed, vec![ServiceKey::new("default", "a")]);
+    assert_eq!(addrs(&t2, "a"), ["127.244.0.1", "127.244.0.2"]);
+    assert!(
+        Arc::ptr_eq(
+            t.get("default", "b").unwrap(),
+            t2.get("default", "b").unwrap()
+        ),
+        "the untouched service keeps its Arc"
+    );
+}
+
+#[test]
+fn deletes_and_label_moves() {
+    let mut c = synced(
+        vec![svc("a"), svc("b")],
+        vec![slice("s", "a", &["127.244.0.1"])],
+    );
+    c.publish();
+    // The slice's label now names b: it leaves a and joins b.
+    c.apply_slice(slice("s", "b", &["127.244.0.1"]));
+    let t = c.publish().unwrap();
+    assert_eq!(t.changed.len(), 2);
+    assert!(addrs(&t, "a").is_empty());
+    assert_eq!(addrs(&t, "b"), ["127.244.0.1"]);
+
+    c.delete_slice(&slice("s", "b", &[]));
+    c.delete_service(&svc("a"));
+    let t = c.publish().unwrap();
+    assert!(t.get("default", "a").is_none());
+    assert!(addrs(&t, "b").is_empty());
+    assert_eq!(
+        t.changed,
+        vec![
+            ServiceKey::new("default", "a"),
+            ServiceKey::new("default", "b")
+        ]
+    );
+}
+
+#[test]
+fn a_relist_replaces_the_set_and_reports_what_vanished() {
+    let mut c = synced(
+        vec![svc("a"), svc("b")],
+        vec![
+            slice("a-1", "a", &["127.244.0.1"]),
+            slice("b-1", "b", &["127.244.0.2"]),
+        ],
+    );
+    let before = c.publish().unwrap();
+    // A watch restart lists only a and its slice: b and b-1 were deleted
+    // while the watch was down.
+    c.service_event(Event::Init);
+    c.service_event(Event::InitApply(svc("a")));
+    assert!(
+        c.publish().is_none(),
+        "a relist in progress publishes nothing"
+    );
+    c.service_event(Event::InitDone);
+    c.slice_event(Event::Init);
+    c.slice_event(Event::InitApply(slice("a-1", "a", &["127.244.0.1"])));
+    c.slice_event(Event::InitDone);
+    let t = c.publish().unwrap();
+    assert_eq!(t.changed, vec![ServiceKey::new("default", "b")]);
+    assert!(t.get("default", "b").is_none());
+    assert!(Arc::ptr_eq(
+        before.get("default", "a").unwrap(),
+        t.get("default", "a").unwrap()
+    ));
+}
+
+#[test]
+fn slices_before_their_service_are_kept() {
+    let mut c = synced(vec![], vec![slice("late-1", "late", &["127.244.0.3"])]);
+    let t = c.publish().unwrap();
+    assert!(t.services.is_empty());
+    c.apply_service(svc("late"));
+    let t = c.publish().unwrap();
+    assert_eq!(addrs(&t, "late"), ["127.244.0.3"]);
+}

@@ -1,0 +1,299 @@
+//! The sync loop: each new [`ServiceTable`] updates the pools and opens or
+//! closes listeners of the services that changed, and only those, so the
+//! connections of other services are never touched.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchboard_discovery::{Protocol, Service, ServiceKey, ServiceTable};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::config::Config;
+use crate::events::Events;
+use crate::metrics::Metrics;
+use crate::plan::{self, PoolKey};
+use crate::pool::Pool;
+use crate::{Error, tcp, udp};
+
+/// How often listeners that failed to bind are tried again.
+const RETRY_INTERVAL: Duration = Duration::from_secs(1);
+
+type Addr = (Protocol, SocketAddr);
+
+struct Listener {
+    pool: PoolKey,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        // Closes the socket; accepted connections run in their own tasks.
+        self.task.abort();
+    }
+}
+
+#[derive(Default)]
+struct ServiceState {
+    pools: HashMap<PoolKey, Arc<Pool>>,
+    listeners: HashMap<Addr, Listener>,
+}
+
+/// The proxy's state between syncs.
+pub(crate) struct Proxy {
+    config: Arc<Config>,
+    metrics: Metrics,
+    events: Events,
+    services: HashMap<ServiceKey, ServiceState>,
+    /// Which service holds each bound address.
+    bound: HashMap<Addr, ServiceKey>,
+    /// Services with a frontend that could not be bound yet.
+    retry: HashSet<ServiceKey>,
+}
+
+/// Handle of a running proxy.
+#[derive(Debug)]
+pub struct Running {
+    /// Where `/metrics` is served, if anywhere.
+    pub metrics_addr: Option<SocketAddr>,
+    /// The sync task; it returns only on failure. Abort it to stop (open
+    /// connections then run until closed).
+    pub task: JoinHandle<Result<(), Error>>,
+}
+
+/// Starts the proxy on `table`; `client`, when given, records Events.
+/// Fails at once when the configuration is invalid or the metrics address
+/// cannot be bound.
+pub async fn start(
+    config: Config,
+    table: watch::Receiver<Arc<ServiceTable>>,
+    client: Option<kube::Client>,
+) -> Result<Running, Error> {
+    config.validate()?;
+    let metrics = Metrics::new();
+    let metrics_addr = match config.metrics_listen {
+        None => None,
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| Error::Bind { addr, source })?;
+            let local = listener
+                .local_addr()
+                .map_err(|source| Error::Bind { addr, source })?;
+            tokio::spawn(metrics.clone().serve(listener));
+            Some(local)
+        }
+    };
+    let proxy = Proxy {
+        events: Events::new(client, config.node_name.clone()),
+        config: Arc::new(config),
+        metrics,
+        services: HashMap::new(),
+        bound: HashMap::new(),
+        retry: HashSet::new(),
+    };
+    Ok(Running {
+        metrics_addr,
+        task: tokio::spawn(proxy.run(table)),
+    })
+}
+
+impl Proxy {
+    async fn run(mut self, mut rx: watch::Receiver<Arc<ServiceTable>>) -> Result<(), Error> {
+        let mut applied: Option<Arc<ServiceTable>> = None;
+        let mut retry = tokio::time::interval(RETRY_INTERVAL);
+        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let table = Arc::clone(&rx.borrow_and_update());
+            if table.synced {
+                let started = Instant::now();
+                self.sync(applied.as_deref(), &table);
+                self.metrics
+                    .sync_duration
+                    .observe(started.elapsed().as_secs_f64());
+                applied = Some(table);
+            }
+            loop {
+                tokio::select! {
+                    changed = rx.changed() => {
+                        if changed.is_err() {
+                            return Err(Error::TableClosed);
+                        }
+                        break;
+                    }
+                    _ = retry.tick(), if !self.retry.is_empty() => {
+                        if let Some(t) = &applied {
+                            for key in std::mem::take(&mut self.retry) {
+                                let svc = t.services.get(&key).cloned();
+                                self.sync_service(&key, svc.as_ref());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Brings the proxy from `old` to `new`: with consecutive generations
+    /// only `new.changed` is looked at; after skipped snapshots, every
+    /// service whose `Arc` differs.
+    fn sync(&mut self, old: Option<&ServiceTable>, new: &ServiceTable) {
+        let keys: Vec<ServiceKey> = match old {
+            Some(old) if old.generation + 1 == new.generation => new.changed.clone(),
+            Some(old) => {
+                let mut keys: Vec<ServiceKey> = new
+                    .services
+                    .iter()
+                    .filter(|(k, s)| !old.services.get(*k).is_some_and(|o| Arc::ptr_eq(o, s)))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                keys.extend(
+                    old.services
+                        .keys()
+                        .filter(|k| !new.services.contains_key(*k))
+                        .cloned(),
+                );
+                keys
+            }
+            None => new.services.keys().cloned().collect(),
+        };
+        for key in keys {
+            let svc = new.services.get(&key).cloned();
+            self.sync_service(&key, svc.as_ref());
+        }
+    }
+
+    fn sync_service(&mut self, key: &ServiceKey, svc: Option<&Arc<Service>>) {
+        let frontends = svc
+            .map(|s| plan::frontends(s, &self.config.node_addresses))
+            .unwrap_or_default();
+        let mut state = self.services.remove(key).unwrap_or_default();
+
+        // Pools first, so listeners opened below already have endpoints.
+        let mut wanted: HashMap<PoolKey, Arc<Pool>> = HashMap::new();
+        if let Some(svc) = svc {
+            let (algorithm, problem) = plan::scheduler(svc, self.config.default_scheduler);
+            match problem {
+                Some(message) => self.events.warn(key, "UnknownScheduler", message),
+                None => self.events.clear(key),
+            }
+            for f in &frontends {
+                if wanted.contains_key(&f.pool) {
+                    continue;
+                }
+                let Some(port) = plan::port_of(svc, &f.pool) else {
+                    continue;
+                };
+                let targets = plan::targets(svc, port, f.pool.scope, &self.config.node_name);
+                let pool = match state.pools.remove(&f.pool) {
+                    Some(pool) => {
+                        pool.update(algorithm, svc.session_affinity, &targets);
+                        pool
+                    }
+                    None => Pool::new(
+                        f.pool.clone(),
+                        Arc::clone(&self.config),
+                        self.metrics.clone(),
+                        algorithm,
+                        svc.session_affinity,
+                        &targets,
+                    ),
+                };
+                wanted.insert(f.pool.clone(), pool);
+            }
+        } else {
+            self.events.clear(key);
+        }
+        for (_, pool) in state.pools.drain() {
+            pool.retire();
+        }
+        state.pools = wanted;
+
+        // Listeners: open where the pool has endpoints, close elsewhere.
+        let mut listeners: HashMap<Addr, Listener> = HashMap::new();
+        let mut failed = false;
+        for f in &frontends {
+            let addr = (f.protocol, f.addr);
+            let Some(pool) = state.pools.get(&f.pool) else {
+                continue;
+            };
+            if pool.is_empty() || listeners.contains_key(&addr) {
+                continue;
+            }
+            if let Some(l) = state.listeners.remove(&addr) {
+                if l.pool == f.pool {
+                    listeners.insert(addr, l);
+                    continue;
+                }
+                // Same address, other port entry (renamed): reopen below.
+                drop(l);
+                self.bound.remove(&addr);
+            }
+            if let Some(owner) = self.bound.get(&addr) {
+                tracing::warn!(service = %key, %owner, addr = %f.addr, "address already served by another service; not listening");
+                failed = true;
+                continue;
+            }
+            match listen(f.protocol, f.addr, Arc::clone(pool)) {
+                Ok(task) => {
+                    tracing::debug!(service = %key, addr = %f.addr, protocol = ?f.protocol, "listening");
+                    self.bound.insert(addr, key.clone());
+                    listeners.insert(
+                        addr,
+                        Listener {
+                            pool: f.pool.clone(),
+                            task,
+                        },
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(service = %key, addr = %f.addr, error = %e, "cannot listen; retrying");
+                    failed = true;
+                }
+            }
+        }
+        for (addr, l) in state.listeners.drain() {
+            tracing::debug!(service = %key, addr = %addr.1, "closing listener");
+            self.bound.remove(&addr);
+            drop(l);
+        }
+        state.listeners = listeners;
+        if failed {
+            self.retry.insert(key.clone());
+        } else {
+            self.retry.remove(key);
+        }
+        if svc.is_some() {
+            self.services.insert(key.clone(), state);
+        }
+    }
+}
+
+fn listen(
+    protocol: Protocol,
+    addr: SocketAddr,
+    pool: Arc<Pool>,
+) -> std::io::Result<JoinHandle<()>> {
+    match protocol {
+        Protocol::Tcp => {
+            let listener = tcp::bind(addr)?;
+            Ok(tokio::spawn(tcp::serve(listener, pool)))
+        }
+        Protocol::Udp => {
+            let socket = std::net::UdpSocket::bind(addr)?;
+            socket.set_nonblocking(true)?;
+            let socket = tokio::net::UdpSocket::from_std(socket)?;
+            Ok(tokio::spawn(udp::serve(socket, pool)))
+        }
+        Protocol::Sctp => Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "SCTP is not proxied in userspace",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests;
