@@ -35,21 +35,21 @@ struct State {
 }
 
 impl State {
-    fn file(&mut self, pod: &PodInfo) {
-        for key in self.selectors.selecting(pod) {
+    fn file(&mut self, services: &[ServiceKey], pod: &str) {
+        for key in services {
             self.members
-                .entry(key)
+                .entry(key.clone())
                 .or_default()
-                .insert(pod.name.clone());
+                .insert(Box::from(pod));
         }
     }
 
-    fn unfile(&mut self, pod: &PodInfo) {
-        for key in self.selectors.selecting(pod) {
-            if let Some(names) = self.members.get_mut(&key) {
-                names.remove(&pod.name);
+    fn unfile(&mut self, services: &[ServiceKey], pod: &str) {
+        for key in services {
+            if let Some(names) = self.members.get_mut(key) {
+                names.remove(pod);
                 if names.is_empty() {
-                    self.members.remove(&key);
+                    self.members.remove(key);
                 }
             }
         }
@@ -64,7 +64,8 @@ impl State {
             .flat_map(|ns| ns.values().cloned())
             .collect();
         for pod in &pods {
-            self.file(pod);
+            let services = self.selectors.selecting(pod);
+            self.file(&services, &pod.name);
         }
     }
 }
@@ -107,12 +108,15 @@ impl PodCache {
             .entry(pod.namespace.clone())
             .or_default()
             .insert(pod.name.clone(), pod.clone());
-        let mut concerned = state.selectors.selecting(&pod);
-        if let Some(old) = &old {
-            concerned.extend(state.selectors.selecting(old));
-            state.unfile(old);
-        }
-        state.file(&pod);
+        let now = state.selectors.selecting(&pod);
+        let before = old
+            .as_deref()
+            .map(|o| state.selectors.selecting(o))
+            .unwrap_or_default();
+        state.unfile(&before, &pod.name);
+        state.file(&now, &pod.name);
+        let mut concerned = now;
+        concerned.extend(before);
         (old, concerned)
     }
 
@@ -131,13 +135,11 @@ impl PodCache {
         if ns.is_empty() {
             state.pods.remove(namespace);
         }
-        let concerned = match &gone {
-            Some(old) => {
-                state.unfile(old);
-                state.selectors.selecting(old)
-            }
-            None => Vec::new(),
-        };
+        let concerned = gone
+            .as_deref()
+            .map(|o| state.selectors.selecting(o))
+            .unwrap_or_default();
+        state.unfile(&concerned, name);
         (gone, concerned)
     }
 
