@@ -143,14 +143,7 @@ pub struct Balancer<T> {
 impl<T: Clone + Eq + Hash> Balancer<T> {
     /// A balancer with default [`Options`].
     pub fn new(algorithm: Algorithm, backends: Vec<Backend<T>>) -> Self {
-        let options = Options::default();
-        let seed = mix64(SEEDS.fetch_add(GOLDEN, Ordering::Relaxed));
-        let now = Instant::now();
-        let loads = backends
-            .iter()
-            .map(|_| Arc::new(Load::new(options.ewma_default_rtt, now)))
-            .collect();
-        Self::assemble(algorithm, options, backends, loads, 0, seed)
+        Self::fresh(algorithm, backends, Options::default())
     }
 
     /// A balancer with the given [`Options`], or why they are invalid.
@@ -160,13 +153,18 @@ impl<T: Clone + Eq + Hash> Balancer<T> {
         options: Options,
     ) -> Result<Self, OptionsError> {
         options.validate()?;
+        Ok(Self::fresh(algorithm, backends, options))
+    }
+
+    /// A balancer with no history: idle loads, a new seed, rr at the start.
+    fn fresh(algorithm: Algorithm, backends: Vec<Backend<T>>, options: Options) -> Self {
         let seed = mix64(SEEDS.fetch_add(GOLDEN, Ordering::Relaxed));
         let now = Instant::now();
         let loads = backends
             .iter()
             .map(|_| Arc::new(Load::new(options.ewma_default_rtt, now)))
             .collect();
-        Ok(Self::assemble(algorithm, options, backends, loads, 0, seed))
+        Self::assemble(algorithm, options, backends, loads, 0, seed)
     }
 
     /// A balancer for a changed backend set that keeps the load (active
