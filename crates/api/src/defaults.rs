@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{
-    ClientIPConfig, Namespace, NamespaceSpec, NamespaceStatus, Pod, PodStatus, Secret, Service,
-    ServiceSpec, SessionAffinityConfig,
+    ClientIPConfig, Namespace, NamespaceSpec, NamespaceStatus, Pod, PodSpec, PodStatus,
+    PodTemplateSpec, Probe, Secret, Service, ServiceSpec, SessionAffinityConfig,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -256,12 +257,20 @@ pub fn prepare_service_update(new: &mut Service, old: &Service) {
     }
 }
 
-/// Fills in a Pod's defaults: restartPolicy Always, terminationGracePeriodSeconds
-/// 30, dnsPolicy ClusterFirst, schedulerName, enableServiceLinks, per
-/// container imagePullPolicy, termination message settings and port protocol
-/// TCP, and status.phase Pending when the Pod has no status yet (a create).
+/// Fills in a Pod's defaults: those of its spec (see [`default_pod_spec`])
+/// and status.phase Pending when the Pod has no status yet (a create).
 pub fn default_pod(pod: &mut Pod) {
-    let spec = pod.spec.get_or_insert_with(Default::default);
+    default_pod_spec(pod.spec.get_or_insert_with(Default::default));
+    let status = pod.status.get_or_insert_with(PodStatus::default);
+    status.phase.get_or_insert_with(|| "Pending".into());
+}
+
+/// Fills in a pod spec's defaults, for Pods and for the templates of
+/// workloads alike: restartPolicy Always, terminationGracePeriodSeconds 30,
+/// dnsPolicy ClusterFirst, schedulerName, enableServiceLinks, per container
+/// imagePullPolicy, termination message settings, port protocol TCP and the
+/// probes' timing fields.
+pub fn default_pod_spec(spec: &mut PodSpec) {
     spec.restart_policy.get_or_insert_with(|| "Always".into());
     spec.termination_grace_period_seconds
         .get_or_insert(DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS);
@@ -299,9 +308,68 @@ pub fn default_pod(pod: &mut Pod) {
                 p.protocol = Some("TCP".into());
             }
         }
+        for probe in [
+            &mut c.readiness_probe,
+            &mut c.liveness_probe,
+            &mut c.startup_probe,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            default_probe(probe);
+        }
     }
-    let status = pod.status.get_or_insert_with(PodStatus::default);
-    status.phase.get_or_insert_with(|| "Pending".into());
+}
+
+/// A probe's timing defaults (`SetDefaults_Probe`): every 10 s, a 1 s
+/// timeout, one success and three failures to flip; an httpGet probe's
+/// scheme is HTTP and its path `/`.
+fn default_probe(probe: &mut Probe) {
+    probe.period_seconds.get_or_insert(10);
+    probe.timeout_seconds.get_or_insert(1);
+    probe.success_threshold.get_or_insert(1);
+    probe.failure_threshold.get_or_insert(3);
+    if let Some(http) = probe.http_get.as_mut() {
+        http.scheme.get_or_insert_with(|| "HTTP".into());
+        http.path.get_or_insert_with(|| "/".into());
+    }
+}
+
+/// Fills in a Deployment's defaults (`apps/v1` `SetDefaults_Deployment`):
+/// one replica, the RollingUpdate strategy with 25% surge and 25%
+/// unavailable, ten old ReplicaSets kept, a 600 s progress deadline, and the
+/// template's pod defaults.
+pub fn default_deployment(deploy: &mut Deployment) {
+    let spec = deploy.spec.get_or_insert_with(Default::default);
+    spec.replicas.get_or_insert(1);
+    spec.revision_history_limit.get_or_insert(10);
+    spec.progress_deadline_seconds.get_or_insert(600);
+    let strategy = spec.strategy.get_or_insert_with(Default::default);
+    let kind = strategy.type_.get_or_insert_with(|| "RollingUpdate".into());
+    if kind == "RollingUpdate" {
+        let rolling = strategy.rolling_update.get_or_insert_with(Default::default);
+        rolling
+            .max_surge
+            .get_or_insert_with(|| IntOrString::String("25%".into()));
+        rolling
+            .max_unavailable
+            .get_or_insert_with(|| IntOrString::String("25%".into()));
+    }
+    default_template(&mut spec.template);
+}
+
+/// Fills in a ReplicaSet's defaults: one replica and the template's pod
+/// defaults.
+pub fn default_replica_set(rs: &mut ReplicaSet) {
+    let spec = rs.spec.get_or_insert_with(Default::default);
+    spec.replicas.get_or_insert(1);
+    if let Some(template) = spec.template.as_mut() {
+        default_template(template);
+    }
+}
+
+fn default_template(template: &mut PodTemplateSpec) {
+    default_pod_spec(template.spec.get_or_insert_with(Default::default));
 }
 
 /// Fills in an EndpointSlice's defaults: each port's protocol TCP and name "".

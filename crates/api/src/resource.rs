@@ -54,6 +54,11 @@ impl ResourceType {
         }
     }
 
+    /// Whether a `/scale` subresource exists (the replicated workloads).
+    pub fn has_scale(&self) -> bool {
+        matches!(self.kind, "Deployment" | "ReplicaSet")
+    }
+
     /// Finds a resource type by group, version and plural (a REST path segment).
     pub fn from_path(group: &str, version: &str, plural: &str) -> Option<&'static ResourceType> {
         RESOURCES
@@ -169,6 +174,26 @@ pub static RESOURCES: &[ResourceType] = &[
         true
     ),
     resource!(
+        "apps",
+        "v1",
+        "Deployment",
+        "deployments",
+        "deployment",
+        ["deploy"],
+        true,
+        true
+    ),
+    resource!(
+        "apps",
+        "v1",
+        "ReplicaSet",
+        "replicasets",
+        "replicaset",
+        ["rs"],
+        true,
+        true
+    ),
+    resource!(
         "networking.k8s.io",
         "v1",
         "IngressClass",
@@ -194,6 +219,14 @@ mod tests {
             Some("Ingress")
         );
         assert_eq!(ResourceType::lookup("ingresses.apps"), None);
+        assert_eq!(
+            ResourceType::lookup("deploy").map(|r| r.api_version()),
+            Some("apps/v1".to_string())
+        );
+        assert_eq!(
+            ResourceType::lookup("rs").map(|r| r.kind),
+            Some("ReplicaSet")
+        );
         assert_eq!(ResourceType::lookup("widgets"), None);
     }
 

@@ -12,12 +12,14 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 use std::net::IpAddr;
 
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, Endpoints, Namespace, Pod, Secret, Service, ServicePort,
+    ConfigMap, Container, Endpoints, Namespace, Pod, PodSpec, PodTemplateSpec, Secret, Service,
+    ServicePort,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::names::{self, NameValidator};
@@ -1259,32 +1261,45 @@ fn validate_containers(
     }
 }
 
-/// Validates a Pod lightly: metadata, containers (names, images, ports),
-/// restartPolicy and dnsPolicy. Expects a defaulted object.
+/// Validates a Pod lightly: metadata and its spec (see [`validate_pod_spec`]).
+/// Expects a defaulted object.
 pub fn validate_pod(pod: &Pod) -> ErrorList {
     let mut errs = validate_object_meta(&pod.metadata, true, names::name_is_dns_subdomain);
-    let Some(spec) = &pod.spec else {
-        errs.push(FieldError::required("spec", ""));
-        return errs;
-    };
+    match &pod.spec {
+        Some(spec) => errs.extend(validate_pod_spec(spec, "spec")),
+        None => errs.push(FieldError::required("spec", "")),
+    }
+    errs
+}
+
+/// Validates a pod spec at `path` (`spec` of a Pod, `spec.template.spec` of a
+/// workload): containers (names, images, ports), restartPolicy, dnsPolicy,
+/// hostname, subdomain and the grace period.
+pub fn validate_pod_spec(spec: &PodSpec, path: &str) -> ErrorList {
+    let mut errs = ErrorList::new();
     if spec.containers.is_empty() {
-        errs.push(FieldError::required("spec.containers", ""));
+        errs.push(FieldError::required(format!("{path}.containers"), ""));
     }
     let mut port_names = BTreeSet::new();
     validate_containers(
         &spec.containers,
-        "spec.containers",
+        &format!("{path}.containers"),
         &mut port_names,
         &mut errs,
     );
     if let Some(init) = &spec.init_containers {
-        validate_containers(init, "spec.initContainers", &mut port_names, &mut errs);
+        validate_containers(
+            init,
+            &format!("{path}.initContainers"),
+            &mut port_names,
+            &mut errs,
+        );
     }
     if let Some(rp) = &spec.restart_policy
         && !matches!(rp.as_str(), "Always" | "OnFailure" | "Never")
     {
         errs.push(FieldError::not_supported(
-            "spec.restartPolicy",
+            format!("{path}.restartPolicy"),
             rp,
             &["Always", "OnFailure", "Never"],
         ));
@@ -1296,27 +1311,304 @@ pub fn validate_pod(pod: &Pod) -> ErrorList {
         )
     {
         errs.push(FieldError::not_supported(
-            "spec.dnsPolicy",
+            format!("{path}.dnsPolicy"),
             dp,
             &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"],
         ));
     }
     if let Some(h) = &spec.hostname {
-        invalid_each(&mut errs, "spec.hostname", h, names::is_dns1123_label(h));
+        invalid_each(
+            &mut errs,
+            &format!("{path}.hostname"),
+            h,
+            names::is_dns1123_label(h),
+        );
     }
     if let Some(s) = &spec.subdomain {
-        invalid_each(&mut errs, "spec.subdomain", s, names::is_dns1123_label(s));
+        invalid_each(
+            &mut errs,
+            &format!("{path}.subdomain"),
+            s,
+            names::is_dns1123_label(s),
+        );
     }
     if let Some(g) = spec.termination_grace_period_seconds
         && g < 0
     {
         errs.push(FieldError::invalid(
-            "spec.terminationGracePeriodSeconds",
+            format!("{path}.terminationGracePeriodSeconds"),
             g,
             "must be greater than or equal to 0",
         ));
     }
     errs
+}
+
+/// Validates a `metav1.LabelSelector` at `path`: label keys and values, and
+/// each expression's operator and values.
+pub fn validate_label_selector(selector: &LabelSelector, path: &str) -> ErrorList {
+    let mut errs = ErrorList::new();
+    if let Some(labels) = &selector.match_labels {
+        errs.extend(validate_labels(labels, &format!("{path}.matchLabels")));
+    }
+    for (i, e) in selector.match_expressions.iter().flatten().enumerate() {
+        let ep = format!("{path}.matchExpressions[{i}]");
+        let values = e.values.as_deref().unwrap_or_default();
+        match e.operator.as_str() {
+            "In" | "NotIn" if values.is_empty() => errs.push(FieldError::required(
+                format!("{ep}.values"),
+                "must be specified when `operator` is 'In' or 'NotIn'",
+            )),
+            "Exists" | "DoesNotExist" if !values.is_empty() => errs.push(FieldError::forbidden(
+                format!("{ep}.values"),
+                "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+            )),
+            "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
+            other => errs.push(FieldError::not_supported(
+                format!("{ep}.operator"),
+                other,
+                &["In", "NotIn", "Exists", "DoesNotExist"],
+            )),
+        }
+        invalid_each(
+            &mut errs,
+            &format!("{ep}.key"),
+            &e.key,
+            names::is_qualified_name(&e.key),
+        );
+    }
+    errs
+}
+
+/// The checks a Deployment and a ReplicaSet share (`ValidateReplicaSetSpec`
+/// and `ValidateDeploymentSpec`): a non-empty selector that matches the
+/// template's labels, replicas and minReadySeconds not negative, a valid pod
+/// template whose restartPolicy is Always.
+fn validate_workload_spec(
+    kind: &str,
+    replicas: Option<i32>,
+    min_ready_seconds: Option<i32>,
+    selector: &LabelSelector,
+    template: Option<&PodTemplateSpec>,
+    errs: &mut ErrorList,
+) {
+    for (field, value) in [
+        ("spec.replicas", replicas),
+        ("spec.minReadySeconds", min_ready_seconds),
+    ] {
+        if let Some(v) = value
+            && v < 0
+        {
+            errs.push(FieldError::invalid(
+                field,
+                v,
+                "must be greater than or equal to 0",
+            ));
+        }
+    }
+    let empty = selector
+        .match_labels
+        .as_ref()
+        .is_none_or(BTreeMap::is_empty)
+        && selector
+            .match_expressions
+            .as_ref()
+            .is_none_or(Vec::is_empty);
+    if empty {
+        errs.push(FieldError::invalid_omit_value(
+            "spec.selector",
+            format!("empty selector is invalid for {kind}"),
+        ));
+    }
+    let selector_errs = validate_label_selector(selector, "spec.selector");
+    let selector_ok = selector_errs.is_empty();
+    errs.extend(selector_errs);
+    let Some(template) = template else {
+        errs.push(FieldError::required("spec.template", ""));
+        return;
+    };
+    let labels = template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    errs.extend(validate_labels(&labels, "spec.template.metadata.labels"));
+    if !empty
+        && selector_ok
+        && let Ok(parsed) = crate::labels::Selector::from_label_selector(selector)
+        && !parsed.matches(&labels)
+    {
+        errs.push(FieldError::invalid_omit_value(
+            "spec.template.metadata.labels",
+            "`selector` does not match template `labels`",
+        ));
+    }
+    match &template.spec {
+        None => errs.push(FieldError::required("spec.template.spec", "")),
+        Some(spec) => {
+            errs.extend(validate_pod_spec(spec, "spec.template.spec"));
+            if let Some(rp) = &spec.restart_policy
+                && rp != "Always"
+            {
+                errs.push(FieldError::not_supported(
+                    "spec.template.spec.restartPolicy",
+                    rp,
+                    &["Always"],
+                ));
+            }
+        }
+    }
+}
+
+/// An `intstr` of a rolling update: a count of at least 0 or a percentage
+/// `N%` (at most 100% for maxUnavailable); returns the number, count or
+/// percentage, when it is valid.
+fn validate_int_or_percent(value: &IntOrString, field: &str, errs: &mut ErrorList) -> Option<i64> {
+    match value {
+        IntOrString::Int(n) if *n < 0 => {
+            errs.push(FieldError::invalid(
+                field,
+                *n,
+                "must be greater than or equal to 0",
+            ));
+            None
+        }
+        IntOrString::Int(n) => Some(i64::from(*n)),
+        IntOrString::String(s) => {
+            let Some(p) = s.strip_suffix('%').and_then(|n| n.parse::<i64>().ok()) else {
+                errs.push(FieldError::invalid(
+                    field,
+                    s,
+                    "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')",
+                ));
+                return None;
+            };
+            if p < 0 {
+                errs.push(FieldError::invalid(
+                    field,
+                    s,
+                    "must be greater than or equal to 0",
+                ));
+                return None;
+            }
+            if p > 100 && field.ends_with("maxUnavailable") {
+                errs.push(FieldError::invalid(
+                    field,
+                    s,
+                    "must not be greater than 100%",
+                ));
+                return None;
+            }
+            Some(p)
+        }
+    }
+}
+
+/// Validates a defaulted Deployment: metadata, the shared workload checks,
+/// the strategy (RollingUpdate with a surge and an unavailability not both
+/// zero, or Recreate without rollingUpdate), revisionHistoryLimit and a
+/// progress deadline longer than minReadySeconds.
+pub fn validate_deployment(deploy: &Deployment) -> ErrorList {
+    let mut errs = validate_object_meta(&deploy.metadata, true, names::name_is_dns_subdomain);
+    let Some(spec) = &deploy.spec else {
+        errs.push(FieldError::required("spec", ""));
+        return errs;
+    };
+    validate_workload_spec(
+        "deployment",
+        spec.replicas,
+        spec.min_ready_seconds,
+        &spec.selector,
+        Some(&spec.template),
+        &mut errs,
+    );
+    if let Some(strategy) = &spec.strategy {
+        match strategy.type_.as_deref() {
+            Some("Recreate") => {
+                if strategy.rolling_update.is_some() {
+                    errs.push(FieldError::forbidden(
+                        "spec.strategy.rollingUpdate",
+                        "may not be specified when strategy `type` is 'Recreate'",
+                    ));
+                }
+            }
+            Some("RollingUpdate") => {
+                let rolling = strategy.rolling_update.clone().unwrap_or_default();
+                let surge = rolling.max_surge.as_ref().and_then(|v| {
+                    validate_int_or_percent(v, "spec.strategy.rollingUpdate.maxSurge", &mut errs)
+                });
+                let unavailable = rolling.max_unavailable.as_ref().and_then(|v| {
+                    validate_int_or_percent(
+                        v,
+                        "spec.strategy.rollingUpdate.maxUnavailable",
+                        &mut errs,
+                    )
+                });
+                if surge == Some(0) && unavailable == Some(0) {
+                    errs.push(FieldError::invalid(
+                        "spec.strategy.rollingUpdate.maxUnavailable",
+                        0i32,
+                        "may not be 0 when `maxSurge` is 0",
+                    ));
+                }
+            }
+            Some(other) => errs.push(FieldError::not_supported(
+                "spec.strategy.type",
+                other,
+                &["Recreate", "RollingUpdate"],
+            )),
+            None => errs.push(FieldError::required("spec.strategy.type", "")),
+        }
+    }
+    if let Some(limit) = spec.revision_history_limit
+        && limit < 0
+    {
+        errs.push(FieldError::invalid(
+            "spec.revisionHistoryLimit",
+            limit,
+            "must be greater than or equal to 0",
+        ));
+    }
+    if let Some(deadline) = spec.progress_deadline_seconds
+        && deadline <= spec.min_ready_seconds.unwrap_or(0)
+    {
+        errs.push(FieldError::invalid(
+            "spec.progressDeadlineSeconds",
+            deadline,
+            "must be greater than minReadySeconds",
+        ));
+    }
+    errs
+}
+
+/// Validates a defaulted ReplicaSet: metadata and the shared workload checks.
+pub fn validate_replica_set(rs: &ReplicaSet) -> ErrorList {
+    let mut errs = validate_object_meta(&rs.metadata, true, names::name_is_dns_subdomain);
+    let Some(spec) = &rs.spec else {
+        errs.push(FieldError::required("spec", ""));
+        return errs;
+    };
+    validate_workload_spec(
+        "replicaset",
+        spec.replicas,
+        spec.min_ready_seconds,
+        &spec.selector,
+        spec.template.as_ref(),
+        &mut errs,
+    );
+    errs
+}
+
+/// The selector of an apps/v1 workload may not change (`field is immutable`).
+pub fn validate_selector_unchanged(new: &LabelSelector, old: &LabelSelector) -> ErrorList {
+    if new == old {
+        ErrorList::new()
+    } else {
+        vec![FieldError::invalid_omit_value(
+            "spec.selector",
+            "field is immutable",
+        )]
+    }
 }
 
 /// Validates legacy Endpoints: addresses are IPs, ports valid and named when
@@ -1986,5 +2278,106 @@ mod tests {
         .unwrap();
         assert_eq!(validate_config_map(&cm).len(), 1);
         assert_eq!(validate_config_map(&cm)[0].field, "data[a/b]");
+    }
+
+    fn deployment(spec: serde_json::Value) -> Deployment {
+        let mut d: Deployment = serde_json::from_value(
+            json!({"metadata": {"name": "web", "namespace": "default"}, "spec": spec}),
+        )
+        .unwrap();
+        crate::defaults::default_deployment(&mut d);
+        d
+    }
+
+    fn template(labels: serde_json::Value) -> serde_json::Value {
+        json!({"metadata": {"labels": labels},
+               "spec": {"containers": [{"name": "c", "image": "agnhost", "command": ["x"]}]}})
+    }
+
+    #[test]
+    fn a_defaulted_deployment_is_valid() {
+        let d = deployment(json!({"selector": {"matchLabels": {"app": "web"}},
+                                  "template": template(json!({"app": "web"}))}));
+        let spec = d.spec.as_ref().unwrap();
+        assert_eq!(spec.replicas, Some(1));
+        assert_eq!(
+            spec.strategy.as_ref().unwrap().type_.as_deref(),
+            Some("RollingUpdate")
+        );
+        let probe_default = spec
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .restart_policy
+            .as_deref();
+        assert_eq!(probe_default, Some("Always"));
+        assert_eq!(messages(&validate_deployment(&d)), Vec::<String>::new());
+    }
+
+    #[test]
+    fn deployment_errors_name_each_field() {
+        let d = deployment(json!({
+            "replicas": -1,
+            "selector": {"matchLabels": {"app": "web"}},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 0}},
+            "template": template(json!({"app": "other"}))}));
+        assert_eq!(
+            messages(&validate_deployment(&d)),
+            vec![
+                "spec.replicas: Invalid value: -1: must be greater than or equal to 0",
+                "spec.template.metadata.labels: Invalid value: `selector` does not match template `labels`",
+                "spec.strategy.rollingUpdate.maxUnavailable: Invalid value: 0: may not be 0 when `maxSurge` is 0",
+            ]
+        );
+        let d = deployment(json!({
+            "selector": {},
+            "strategy": {"type": "Recreate", "rollingUpdate": {"maxSurge": 1}},
+            "template": template(json!({"app": "web"}))}));
+        assert_eq!(
+            messages(&validate_deployment(&d)),
+            vec![
+                "spec.selector: Invalid value: empty selector is invalid for deployment",
+                "spec.strategy.rollingUpdate: Forbidden: may not be specified when strategy `type` is 'Recreate'",
+            ]
+        );
+        let d = deployment(json!({
+            "selector": {"matchExpressions": [{"key": "app", "operator": "Near"}]},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "x%", "maxUnavailable": "150%"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                         "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "i"}]}}}));
+        let got = messages(&validate_deployment(&d));
+        for want in [
+            "spec.selector.matchExpressions[0].operator: Unsupported value: \"Near\"",
+            "spec.template.spec.restartPolicy: Unsupported value: \"Never\": supported values: \"Always\"",
+            "spec.strategy.rollingUpdate.maxSurge: Invalid value: \"x%\"",
+            "spec.strategy.rollingUpdate.maxUnavailable: Invalid value: \"150%\": must not be greater than 100%",
+        ] {
+            assert!(
+                got.iter().any(|m| m.starts_with(want)),
+                "{want} not in {got:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn replica_sets_need_a_template_and_immutable_selectors() {
+        let rs: ReplicaSet = serde_json::from_value(json!({
+            "metadata": {"name": "web-1", "namespace": "default"},
+            "spec": {"selector": {"matchLabels": {"app": "web"}}}}))
+        .unwrap();
+        assert_eq!(
+            messages(&validate_replica_set(&rs)),
+            vec!["spec.template: Required value"]
+        );
+        let a: LabelSelector =
+            serde_json::from_value(json!({"matchLabels": {"app": "a"}})).unwrap();
+        let b: LabelSelector =
+            serde_json::from_value(json!({"matchLabels": {"app": "b"}})).unwrap();
+        assert!(validate_selector_unchanged(&a, &a).is_empty());
+        assert_eq!(
+            messages(&validate_selector_unchanged(&b, &a)),
+            vec!["spec.selector: Invalid value: field is immutable"]
+        );
     }
 }

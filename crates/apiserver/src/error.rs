@@ -55,6 +55,11 @@ impl ApiError {
         Self(Box::new(status::conflict(rt, name)))
     }
 
+    /// 409 Conflict with another cause than a stale resourceVersion.
+    pub fn conflict_with(rt: &ResourceType, name: &str, cause: &str) -> Self {
+        Self(Box::new(status::conflict_with(rt, name, cause)))
+    }
+
     /// 422 Invalid with field causes.
     pub fn invalid(
         rt: &ResourceType,

@@ -25,6 +25,7 @@ use crate::cache::{CacheEvent, Cached, EventType, StartError};
 use crate::error::{ApiError, ApiResult};
 use crate::metrics::{LatencyLabels, Metrics, RequestLabels};
 use crate::registry::{DeleteOptions, Part, Patch, Registry, list_body};
+use crate::subresource;
 
 /// Shared state of every request.
 pub struct AppState {
@@ -84,7 +85,34 @@ struct Target {
     rt: &'static ResourceType,
     namespace: Option<String>,
     name: Option<String>,
-    part: Part,
+    part: Sub,
+}
+
+/// The part of an object a path addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sub {
+    /// The object itself.
+    Main,
+    /// `/status`.
+    Status,
+    /// `/scale` of a Deployment or ReplicaSet.
+    Scale,
+    /// A pod's `/binding`.
+    Binding,
+    /// A pod's `/log`.
+    Log,
+}
+
+impl Sub {
+    fn name(self) -> Option<&'static str> {
+        match self {
+            Sub::Main => None,
+            Sub::Status => Some("status"),
+            Sub::Scale => Some("scale"),
+            Sub::Binding => Some("binding"),
+            Sub::Log => Some("log"),
+        }
+    }
 }
 
 fn parse_target(path: &str) -> Option<Result<Target, ApiError>> {
@@ -102,7 +130,10 @@ fn parse_target(path: &str) -> Option<Result<Target, ApiError>> {
         })
     };
     let sub = |s: &str| match s {
-        "status" => Ok(Part::Status),
+        "status" => Ok(Sub::Status),
+        "scale" => Ok(Sub::Scale),
+        "binding" => Ok(Sub::Binding),
+        "log" => Ok(Sub::Log),
         other => Err(ApiError::not_found_path(&format!(
             "the server could not find the requested resource (subresource {other})"
         ))),
@@ -124,13 +155,13 @@ fn parse_target(path: &str) -> Option<Result<Target, ApiError>> {
                         rt,
                         namespace: Some((*ns).into()),
                         name: None,
-                        part: Part::Main,
+                        part: Sub::Main,
                     },
                     [name] => Target {
                         rt,
                         namespace: Some((*ns).into()),
                         name: Some((*name).into()),
-                        part: Part::Main,
+                        part: Sub::Main,
                     },
                     [name, s] => Target {
                         rt,
@@ -149,7 +180,7 @@ fn parse_target(path: &str) -> Option<Result<Target, ApiError>> {
                 rt: resolve(plural)?,
                 namespace: None,
                 name: None,
-                part: Part::Main,
+                part: Sub::Main,
             },
             // A cluster-scoped object, optionally with a subresource.
             [plural, name, tail @ ..] if tail.len() <= 1 => {
@@ -165,7 +196,7 @@ fn parse_target(path: &str) -> Option<Result<Target, ApiError>> {
                     name: Some((*name).into()),
                     part: match tail {
                         [s] => sub(s)?,
-                        _ => Part::Main,
+                        _ => Sub::Main,
                     },
                 }
             }
@@ -187,6 +218,8 @@ fn verb(method: &Method, target: &Target, query: &HashMap<String, String>) -> &'
         ("GET", false) => "list",
         ("GET", true) => "get",
         ("POST", false) => "create",
+        // Only subresources (a pod's binding) are created under a name.
+        ("POST", true) if target.part != Sub::Main => "create",
         ("PUT", true) => "update",
         ("PATCH", true) => "patch",
         ("DELETE", true) => "delete",
@@ -244,9 +277,9 @@ async fn handle(
         .map(|q| serde_urlencoded::from_str(q).unwrap_or_default())
         .unwrap_or_default();
     let verb = verb(&method, &target, &query);
-    let resource = match target.part {
-        Part::Main => target.rt.plural.to_string(),
-        Part::Status => format!("{}/status", target.rt.plural),
+    let resource = match target.part.name() {
+        None => target.rt.plural.to_string(),
+        Some(sub) => format!("{}/{sub}", target.rt.plural),
     };
     let started = Instant::now();
     let response = dispatch(&state, verb, &target, &query, &headers, body)
@@ -325,13 +358,33 @@ async fn dispatch(
             "dryRun is not supported by Switchboard",
         ));
     }
-    if target.part == Part::Status && !rt.has_status {
-        return Err(ApiError::not_found_path(&format!(
-            "{} has no status subresource",
-            rt.plural
-        )));
-    }
     let name = target.name.as_deref().unwrap_or("");
+    let part = match target.part {
+        Sub::Main => Part::Main,
+        Sub::Status if rt.has_status => Part::Status,
+        Sub::Scale if rt.has_scale() => return scale(state, verb, target, headers, body).await,
+        Sub::Binding if rt.kind == "Pod" => {
+            if verb != "create" {
+                return Err(ApiError::method_not_allowed(rt, "binding except by POST"));
+            }
+            let binding = parse_body(headers, &body)?;
+            let status = subresource::bind(registry, ns, name, &binding).await?;
+            return Ok(value_response(StatusCode::CREATED, &status));
+        }
+        Sub::Log if rt.kind == "Pod" => {
+            if verb != "get" {
+                return Err(ApiError::method_not_allowed(rt, "log except by GET"));
+            }
+            return subresource::logs(registry, ns, name, query).await;
+        }
+        other => {
+            return Err(ApiError::not_found_path(&format!(
+                "{} has no {} subresource",
+                rt.plural,
+                other.name().unwrap_or("")
+            )));
+        }
+    };
     match verb {
         "get" => Ok(value_response(
             StatusCode::OK,
@@ -351,13 +404,13 @@ async fn dispatch(
         }
         "update" => {
             let obj = registry
-                .replace(rt, ns, name, target.part, parse_body(headers, &body)?)
+                .replace(rt, ns, name, part, parse_body(headers, &body)?)
                 .await?;
             Ok(value_response(StatusCode::OK, &obj))
         }
         "patch" => {
             let obj = registry
-                .patch(rt, ns, name, target.part, parse_patch(headers, &body)?)
+                .patch(rt, ns, name, part, parse_patch(headers, &body)?)
                 .await?;
             Ok(value_response(StatusCode::OK, &obj))
         }
@@ -397,6 +450,49 @@ async fn dispatch(
         }
         other => Err(ApiError::method_not_allowed(rt, other)),
     }
+}
+
+/// `GET`, `PUT` and `PATCH` of `/scale`.
+async fn scale(
+    state: &AppState,
+    verb: &str,
+    target: &Target,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let registry = &state.registry;
+    let (rt, ns) = (target.rt, target.namespace.as_deref());
+    let name = target.name.as_deref().unwrap_or("");
+    let scale = match verb {
+        "get" => subresource::scale_of(&registry.get(rt, ns, name).await?),
+        "update" => {
+            let requested = parse_body(headers, &body)?;
+            subresource::write_scale(registry, rt, ns, name, |_| Ok(requested.clone())).await?
+        }
+        "patch" => {
+            let patch = parse_patch(headers, &body)?;
+            subresource::write_scale(registry, rt, ns, name, |current| {
+                let mut doc = current.clone();
+                match &patch {
+                    Patch::Merge(p) | Patch::Strategic(p) | Patch::Apply(p) => {
+                        json_patch::merge(&mut doc, p)
+                    }
+                    Patch::Json(p) => json_patch::patch(&mut doc, p).map_err(|e| {
+                        ApiError::bad_request(format!("the JSON patch could not be applied: {e}"))
+                    })?,
+                }
+                Ok(doc)
+            })
+            .await?
+        }
+        other => {
+            return Err(ApiError::method_not_allowed(
+                rt,
+                &format!("{other} of scale"),
+            ));
+        }
+    };
+    Ok(value_response(StatusCode::OK, &scale))
 }
 
 fn delete_options(query: &HashMap<String, String>, body: &[u8]) -> ApiResult<DeleteOptions> {
@@ -846,14 +942,30 @@ fn discovery_document(path: &str) -> Option<Value> {
             "verbs": VERBS,
             "shortNames": rt.short_names,
         }));
+        let mut subs: Vec<(&str, &str, &[&str])> = Vec::new();
         if rt.has_status {
-            resources.push(json!({
-                "name": format!("{}/status", rt.plural),
+            subs.push(("status", rt.kind, &["get", "patch", "update"]));
+        }
+        if rt.has_scale() {
+            subs.push(("scale", "Scale", &["get", "patch", "update"]));
+        }
+        if rt.kind == "Pod" {
+            subs.push(("binding", "Binding", &["create"]));
+            subs.push(("log", "Pod", &["get"]));
+        }
+        for (sub, kind, verbs) in subs {
+            let mut doc = json!({
+                "name": format!("{}/{sub}", rt.plural),
                 "singularName": "",
                 "namespaced": rt.namespaced,
-                "kind": rt.kind,
-                "verbs": ["get", "patch", "update"],
-            }));
+                "kind": kind,
+                "verbs": verbs,
+            });
+            if sub == "scale" {
+                doc["group"] = json!("autoscaling");
+                doc["version"] = json!("v1");
+            }
+            resources.push(doc);
         }
     }
     let group_version = if group.is_empty() {
@@ -877,7 +989,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             (t.rt.kind, t.namespace.as_deref(), t.name.as_deref(), t.part),
-            ("Service", Some("default"), Some("web"), Part::Status)
+            ("Service", Some("default"), Some("web"), Sub::Status)
         );
         let t = parse_target("/api/v1/namespaces/kube-system")
             .unwrap()

@@ -20,6 +20,7 @@ pub mod object;
 pub mod registry;
 mod serve;
 pub mod strategy;
+pub mod subresource;
 pub mod tls;
 
 use registry::Registry;

@@ -345,7 +345,7 @@ impl Registry {
     /// turns the current object into the requested one; the result is merged
     /// with what the request may not change, checked, and written with a
     /// compare-and-swap, retrying when another writer got there first.
-    async fn update_with(
+    pub(crate) async fn update_with(
         &self,
         rt: &'static ResourceType,
         ns: Option<&str>,

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::sync::Mutex;
 
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, Service, ServiceStatus};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -98,6 +99,24 @@ pub fn prepare_create(
             *obj = encode(&pod);
             Ok(Claims::default())
         }
+        "Deployment" => {
+            let mut deploy: Deployment = decode(rt, obj)?;
+            defaults::default_deployment(&mut deploy);
+            deploy.status = Some(Default::default());
+            errors.extend(validation::validate_deployment(&deploy));
+            invalid(rt, obj, errors)?;
+            *obj = encode(&deploy);
+            Ok(Claims::default())
+        }
+        "ReplicaSet" => {
+            let mut rs: ReplicaSet = decode(rt, obj)?;
+            defaults::default_replica_set(&mut rs);
+            rs.status = Some(Default::default());
+            errors.extend(validation::validate_replica_set(&rs));
+            invalid(rt, obj, errors)?;
+            *obj = encode(&rs);
+            Ok(Claims::default())
+        }
         "Namespace" => {
             invalid(rt, obj, errors)?;
             let mut ns: k8s_openapi::api::core::v1::Namespace = decode(rt, obj)?;
@@ -143,6 +162,46 @@ pub fn prepare_update(
             errors.extend(validation::validate_service_status(&svc, &old));
             invalid(rt, next, errors)?;
             *next = encode(&svc);
+            Ok(Claims::default())
+        }
+        ("Deployment", Part::Main) => {
+            let old: Deployment = decode(rt, current)?;
+            let mut deploy: Deployment = decode(rt, next)?;
+            defaults::default_deployment(&mut deploy);
+            errors.extend(validation::validate_deployment(&deploy));
+            if let (Some(new), Some(old)) = (&deploy.spec, &old.spec) {
+                errors.extend(validation::validate_selector_unchanged(
+                    &new.selector,
+                    &old.selector,
+                ));
+            }
+            invalid(rt, next, errors)?;
+            *next = encode(&deploy);
+            Ok(Claims::default())
+        }
+        ("ReplicaSet", Part::Main) => {
+            let old: ReplicaSet = decode(rt, current)?;
+            let mut rs: ReplicaSet = decode(rt, next)?;
+            defaults::default_replica_set(&mut rs);
+            errors.extend(validation::validate_replica_set(&rs));
+            if let (Some(new), Some(old)) = (&rs.spec, &old.spec) {
+                errors.extend(validation::validate_selector_unchanged(
+                    &new.selector,
+                    &old.selector,
+                ));
+            }
+            invalid(rt, next, errors)?;
+            *next = encode(&rs);
+            Ok(Claims::default())
+        }
+        ("Deployment", Part::Status) => {
+            invalid(rt, next, errors)?;
+            *next = encode(&decode::<Deployment>(rt, next)?);
+            Ok(Claims::default())
+        }
+        ("ReplicaSet", Part::Status) => {
+            invalid(rt, next, errors)?;
+            *next = encode(&decode::<ReplicaSet>(rt, next)?);
             Ok(Claims::default())
         }
         ("Pod", _) => {

@@ -4,6 +4,7 @@
 mod crud;
 mod services;
 mod watch;
+mod workloads;
 
 use std::sync::Arc;
 
