@@ -72,11 +72,35 @@ enum Command {
     Env(cmd::env::EnvArgs),
     /// Run a command with the namespace's service environment variables.
     Run(cmd::run::RunArgs),
+    /// Print a container's output (`-f` to follow).
+    Logs(cmd::logs::LogsArgs),
+    /// Set the replicas of a Deployment or ReplicaSet.
+    Scale(cmd::rollout::ScaleArgs),
+    /// Follow a Deployment's rollout.
+    Rollout(cmd::rollout::RolloutArgs),
+    /// Run a node agent alone, joining the cluster of --kubeconfig.
+    Agent(up::agent::AgentCommandArgs),
+    /// The Kubernetes e2e test server (serve-hostname, netexec, pause) that
+    /// agnhost pods run.
+    #[command(disable_help_flag = true)]
+    Agnhost {
+        /// The agnhost subcommand and its flags (`switchboard agnhost --help`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let server_mode = matches!(cli.command, Command::Up(_) | Command::Server(_));
+    // agnhost runs its own runtime and flags, as the real image's binary.
+    if let Command::Agnhost { args } = cli.command {
+        let argv = std::iter::once(std::ffi::OsString::from("agnhost")).chain(args);
+        return switchboard_agnhost::main(argv.collect());
+    }
+    let server_mode = matches!(
+        cli.command,
+        Command::Up(_) | Command::Server(_) | Command::Agent(_)
+    );
     init_logging(&cli.global, server_mode);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -95,6 +119,11 @@ fn main() -> ExitCode {
             Command::Delete(args) => cmd::delete::run(&cli.global, args).await,
             Command::Env(args) => cmd::env::run(&cli.global, args).await,
             Command::Run(args) => cmd::run::run(&cli.global, args).await,
+            Command::Logs(args) => cmd::logs::run(&cli.global, args).await,
+            Command::Scale(args) => cmd::rollout::scale(&cli.global, args).await,
+            Command::Rollout(args) => cmd::rollout::rollout(&cli.global, args).await,
+            Command::Agent(args) => up::agent::run_standalone(&cli.global, args).await,
+            Command::Agnhost { .. } => unreachable!("agnhost returned before the runtime started"),
         }
     });
     match result {

@@ -99,6 +99,14 @@ pub fn build(kind: &str, objects: &[Value], columns: Columns, now: Timestamp) ->
             namespace_row(o, now)
         }),
         ("Node", _) => (vec!["NAME", "STATUS", "AGE"], |o, now| node_row(o, now)),
+        ("Deployment", _) => (
+            vec!["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
+            |o, now| deployment_row(o, now),
+        ),
+        ("ReplicaSet", _) => (
+            vec!["NAME", "DESIRED", "CURRENT", "READY", "AGE"],
+            |o, now| replicaset_row(o, now),
+        ),
         ("Ingress", _) => (
             vec!["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"],
             |o, now| ingress_row(o, now),
@@ -430,6 +438,37 @@ fn node_row(o: &Value, now: Timestamp) -> Vec<String> {
     vec![name_of(o), ready.to_string(), age_of(o, now)]
 }
 
+fn count_at(o: &Value, pointer: &str) -> i64 {
+    o.pointer(pointer).and_then(Value::as_i64).unwrap_or(0)
+}
+
+fn deployment_row(o: &Value, now: Timestamp) -> Vec<String> {
+    let want = o
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    vec![
+        name_of(o),
+        format!("{}/{want}", count_at(o, "/status/readyReplicas")),
+        count_at(o, "/status/updatedReplicas").to_string(),
+        count_at(o, "/status/availableReplicas").to_string(),
+        age_of(o, now),
+    ]
+}
+
+fn replicaset_row(o: &Value, now: Timestamp) -> Vec<String> {
+    vec![
+        name_of(o),
+        o.pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .unwrap_or(1)
+            .to_string(),
+        count_at(o, "/status/replicas").to_string(),
+        count_at(o, "/status/readyReplicas").to_string(),
+        age_of(o, now),
+    ]
+}
+
 fn ingress_row(o: &Value, now: Timestamp) -> Vec<String> {
     let ing: Ingress = typed(o);
     let spec = ing.spec.clone().unwrap_or_default();
@@ -546,6 +585,28 @@ NAMESPACE   NAME   TYPE           CLUSTER-IP    EXTERNAL-IP   PORT(S)        AGE
 default     web    ClusterIP      127.96.0.20   <none>        80/TCP         5s    app=web
 apps        lb     LoadBalancer   127.96.0.21   127.240.0.1   80:30080/TCP   10m   <none>
 "
+        );
+    }
+
+    #[test]
+    fn workload_tables_have_kubectl_columns() {
+        let now: Timestamp = "2026-01-01T00:01:00Z".parse().unwrap();
+        let narrow = Columns {
+            namespace: false,
+            wide: false,
+        };
+        let deploy = json!({"metadata": {"name": "hello", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"replicas": 3},
+            "status": {"readyReplicas": 2, "updatedReplicas": 3, "availableReplicas": 2}});
+        assert_eq!(
+            build("Deployment", &[deploy], narrow, now).render(),
+            "NAME    READY   UP-TO-DATE   AVAILABLE   AGE\nhello   2/3     3            2           60s\n"
+        );
+        let rs = json!({"metadata": {"name": "hello-5d8c", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"replicas": 3}, "status": {"replicas": 3, "readyReplicas": 1}});
+        assert_eq!(
+            build("ReplicaSet", &[rs], narrow, now).render(),
+            "NAME         DESIRED   CURRENT   READY   AGE\nhello-5d8c   3         3         1       60s\n"
         );
     }
 

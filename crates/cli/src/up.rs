@@ -10,8 +10,11 @@ use anyhow::Context as _;
 use clap::Args;
 use ipnet::Ipv4Net;
 
+pub mod agent;
 mod dns;
 mod proxy;
+
+pub use proxy::parse_duration;
 
 /// Flags of `up` and `server`.
 #[derive(Debug, Clone, Args)]
@@ -43,6 +46,9 @@ pub struct UpArgs {
     /// Node proxy.
     #[command(flatten)]
     pub proxy: proxy::ProxyArgs,
+    /// Node agent.
+    #[command(flatten)]
+    pub agent: agent::AgentArgs,
 }
 
 /// An inclusive port range.
@@ -128,6 +134,8 @@ pub struct Config {
     pub dns: dns::DnsArgs,
     /// Node proxy flags (used by `up` only).
     pub proxy: proxy::ProxyArgs,
+    /// Node agent flags (used by `up` only).
+    pub agent: agent::AgentArgs,
 }
 
 impl Config {
@@ -148,6 +156,7 @@ impl Config {
             max_endpoints_per_slice: args.max_endpoints_per_slice,
             dns: args.dns,
             proxy: args.proxy,
+            agent: args.agent,
         }
     }
 }
@@ -201,13 +210,37 @@ pub async fn run(mode: Mode, args: UpArgs) -> anyhow::Result<ExitCode> {
         .map(|a| format!(", proxy-metrics http://{a}/metrics"))
         .unwrap_or_default();
 
+    // The agent registers the same node the proxy serves.
+    let mut agent = match mode {
+        Mode::AllInOne => match agent::config(
+            &config.agent,
+            config
+                .proxy
+                .node_name
+                .clone()
+                .unwrap_or_else(proxy::host_name),
+            config.proxy.node_address.clone(),
+            &config.data_dir,
+            &config.cluster_domain,
+            dns.as_ref().map(|d| d.addr.ip()),
+        )? {
+            Some(c) => Some(agent::start(c, client.clone()).await?),
+            None => None,
+        },
+        Mode::ControlPlane => None,
+    };
+    let agent_note = agent
+        .as_ref()
+        .map(|a| format!(", agent http://{}", a.listen_addr))
+        .unwrap_or_default();
+
     // Tests wait for this exact line and parse the address from it.
     {
         use std::io::Write as _;
         let mut out = std::io::stdout().lock();
         writeln!(
             out,
-            "switchboard is up: apiserver https://{addr}, kubeconfig {}{dns_note}{proxy_note}",
+            "switchboard is up: apiserver https://{addr}, kubeconfig {}{dns_note}{proxy_note}{agent_note}",
             kubeconfig.display()
         )?;
         out.flush()?;
@@ -222,12 +255,20 @@ pub async fn run(mode: Mode, args: UpArgs) -> anyhow::Result<ExitCode> {
         },
         stopped = proxy::wait(&mut proxy) => Err(stopped.err().unwrap_or_else(|| anyhow::anyhow!("the proxy stopped"))),
         stopped = dns::wait(&mut dns) => Err(stopped.err().unwrap_or_else(|| anyhow::anyhow!("cluster DNS stopped"))),
+        stopped = agent::wait(&mut agent) => Err(stopped.err().unwrap_or_else(|| anyhow::anyhow!("the node agent stopped"))),
         signal = shutdown_signal() => {
             let name = signal?;
             tracing::info!(signal = name, "shutting down");
             Ok(())
         }
     };
+    // The pods' processes stop first, while the apiserver still takes their
+    // final status.
+    if let Some(agent) = agent.take()
+        && let Err(e) = agent.shutdown().await
+    {
+        tracing::warn!(error = %e, "the node agent did not stop cleanly");
+    }
     // Leaving `select!` drops the apiserver future (closing its listener) and
     // the runtime's drop at the end of main aborts the controller task; the
     // store is closed when its last Arc goes.
@@ -239,6 +280,7 @@ async fn run_controllers(client: kube::Client, config: Config) -> anyhow::Result
     let _ = config.cluster_domain;
     let controller = switchboard_controllers::Config {
         max_endpoints_per_slice: usize::from(config.max_endpoints_per_slice),
+        workloads: Some(switchboard_controllers::workloads::Config::default()),
         ..Default::default()
     };
     switchboard_controllers::run(client, controller).await?;
@@ -246,7 +288,7 @@ async fn run_controllers(client: kube::Client, config: Config) -> anyhow::Result
 }
 
 /// Resolves when SIGINT or SIGTERM arrives; returns the signal's name.
-async fn shutdown_signal() -> anyhow::Result<&'static str> {
+pub(crate) async fn shutdown_signal() -> anyhow::Result<&'static str> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;

@@ -67,6 +67,11 @@ pub struct Config {
     pub workers: usize,
     /// Where to count syncs; `None` keeps the counters unregistered.
     pub metrics: Option<Metrics>,
+    /// The workload controllers (Deployments, ReplicaSets, the scheduler,
+    /// node lifecycle, the garbage collector), run alongside when set; see
+    /// [`crate::workloads`]. Default `None`: the EndpointSlice controller
+    /// alone.
+    pub workloads: Option<crate::workloads::Config>,
 }
 
 impl Default for Config {
@@ -76,6 +81,7 @@ impl Default for Config {
             batch_period: Duration::ZERO,
             workers: 5,
             metrics: None,
+            workloads: None,
         }
     }
 }
@@ -97,6 +103,9 @@ impl Config {
                 field: "workers",
                 reason: format!("must be between 1 and 50, got {}", self.workers),
             });
+        }
+        if let Some(w) = &self.workloads {
+            w.validate()?;
         }
         Ok(())
     }
@@ -175,11 +184,22 @@ impl Metrics {
     }
 }
 
-/// Run the controller until a task stops (which does not happen while the
-/// process is healthy; watch errors are retried with backoff). Drop the
-/// future to stop it.
-pub async fn run(client: Client, config: Config) -> Result<(), Error> {
+/// Run the controller (and the workload controllers when
+/// [`Config::workloads`] is set) until a task stops (which does not happen
+/// while the process is healthy; watch errors are retried with backoff).
+/// Drop the future to stop it.
+pub async fn run(client: Client, mut config: Config) -> Result<(), Error> {
     config.validate()?;
+    match config.workloads.take() {
+        None => run_endpointslices(client, config).await,
+        Some(workloads) => tokio::select! {
+            r = run_endpointslices(client.clone(), config) => r,
+            r = crate::workloads::run(client, workloads) => r,
+        },
+    }
+}
+
+async fn run_endpointslices(client: Client, config: Config) -> Result<(), Error> {
     let metrics = config.metrics.clone().unwrap_or_default();
 
     let (services, services_w) = kube::runtime::reflector::store::<Service>();
@@ -282,7 +302,7 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
     })
 }
 
-fn describe(ended: Option<Result<&'static str, tokio::task::JoinError>>) -> String {
+pub(crate) fn describe(ended: Option<Result<&'static str, tokio::task::JoinError>>) -> String {
     match ended {
         Some(Ok(what)) => what.to_owned(),
         Some(Err(e)) => format!("task failed: {e}"),
@@ -290,7 +310,7 @@ fn describe(ended: Option<Result<&'static str, tokio::task::JoinError>>) -> Stri
     }
 }
 
-fn watcher<K>(
+pub(crate) fn watcher<K>(
     api: Api<K>,
     wc: watcher::Config,
 ) -> impl Stream<Item = Result<Event<K>, watcher::Error>> + Send
@@ -302,7 +322,7 @@ where
 
 /// Feed watch events to `handle`, which applies them to its store itself
 /// (so it can look at the previous object first) and enqueues work.
-async fn drive<K, S, F>(stream: S, mut handle: F)
+pub(crate) async fn drive<K, S, F>(stream: S, mut handle: F)
 where
     S: Stream<Item = Result<Event<K>, watcher::Error>>,
     F: FnMut(Event<K>),
@@ -373,7 +393,7 @@ struct Expectation {
 /// `seen` is at least `want`. resourceVersions are etcd revisions on a
 /// Kubernetes apiserver; when they do not parse as numbers only equality
 /// counts (the timeout covers the rest).
-fn version_reached(seen: &str, want: &str) -> bool {
+pub(crate) fn version_reached(seen: &str, want: &str) -> bool {
     seen == want || matches!((seen.parse::<u64>(), want.parse::<u64>()), (Ok(s), Ok(w)) if s >= w)
 }
 
@@ -771,7 +791,7 @@ impl Shared {
     }
 }
 
-fn is_not_found(e: &kube::Error) -> bool {
+pub(crate) fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(status) if status.code == 404)
 }
 

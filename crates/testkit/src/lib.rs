@@ -32,10 +32,24 @@ impl Switchboard {
         Switchboard::up_with(binary, data_dir, &[])
     }
 
+    /// Starts `binary up` with its node agent running pods as processes
+    /// (on a pod CIDR of its own), and extra flags.
+    pub fn up_with_agent(
+        binary: &Path,
+        data_dir: &Path,
+        args: &[&str],
+    ) -> anyhow::Result<Switchboard> {
+        let mut all = vec!["--agent-mode", "process"];
+        all.extend_from_slice(args);
+        Switchboard::up_with(binary, data_dir, &all)
+    }
+
     /// Starts `binary up` on `data_dir` with extra flags. Cluster DNS and its
     /// metrics listen on free loopback ports unless `args` set
     /// `--dns-listen` / `--dns-metrics-listen` (tests run in parallel, so
-    /// the default 127.96.0.10:53 would collide).
+    /// the default 127.96.0.10:53 would collide). Without `--agent-mode` in
+    /// `args` no agent runs: the test sets pod status itself (see
+    /// [`Switchboard::up_with_agent`]).
     pub fn up_with(binary: &Path, data_dir: &Path, args: &[&str]) -> anyhow::Result<Switchboard> {
         let mut defaults: Vec<&str> = Vec::new();
         if !args.iter().any(|a| a.starts_with("--dns-listen")) {
@@ -50,6 +64,17 @@ impl Switchboard {
         if !args.iter().any(|a| a.starts_with("--dns-upstream")) {
             // Never the host's resolvers from a test.
             defaults.extend(["--dns-upstream", "none"]);
+        }
+        if !args.iter().any(|a| a.starts_with("--agent-mode")) {
+            // Most tests stand in for the agent, setting pod status by hand.
+            defaults.extend(["--agent-mode", "none"]);
+        }
+        if !args.iter().any(|a| a.starts_with("--agent-listen")) {
+            defaults.extend(["--agent-listen", "127.0.0.1:0"]);
+        }
+        let pod_cidr = unique_pod_cidr();
+        if !args.iter().any(|a| a.starts_with("--pod-cidr")) {
+            defaults.extend(["--pod-cidr", pod_cidr.as_str()]);
         }
         let mut child = Command::new(binary)
             .args(["up", "--api-listen", "127.0.0.1:0", "--data-dir"])
@@ -108,17 +133,48 @@ impl Switchboard {
         Ok(kube::Client::try_from(config)?)
     }
 
-    /// Kills the process with SIGKILL and reaps it.
+    /// Kills the process with SIGKILL and reaps it (a crash: pods it runs
+    /// keep running, for the next start to adopt).
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// Stops the process with SIGTERM, as an operator would, so its node
+    /// agent stops the pods' processes; SIGKILL after `grace`.
+    pub fn stop(&mut self, grace: Duration) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
+    }
 }
 
 impl Drop for Switchboard {
+    /// A graceful stop, so no test leaves pod processes behind.
     fn drop(&mut self) {
-        self.kill();
+        self.stop(Duration::from_secs(15));
     }
+}
+
+/// A /24 for one test cluster's pods, distinct from every other cluster of
+/// the same test process (tests run in parallel and pods bind their pod IP),
+/// inside 127.160.0.0/11, which nothing else here uses.
+fn unique_pod_cidr() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = (std::process::id().wrapping_mul(64) + NEXT.fetch_add(1, Ordering::Relaxed)) % 8192;
+    format!("127.{}.{}.0/24", 160 + n / 256, n % 256)
 }
 
 /// Polls `check` until it returns `Some`, or fails after `timeout`.

@@ -9,6 +9,8 @@ pub mod env;
 mod fake;
 pub mod get;
 pub mod jsonpath;
+pub mod logs;
+pub mod rollout;
 pub mod run;
 
 use std::process::ExitCode;

@@ -119,7 +119,7 @@ fn parse_positive_duration(s: &str) -> Result<Duration, String> {
 
 /// The host name as kube-proxy defaults `--hostname-override`: lower-cased,
 /// from the kernel; "switchboard" when it cannot be read.
-fn host_name() -> String {
+pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_lowercase())

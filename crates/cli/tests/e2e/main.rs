@@ -14,6 +14,7 @@ use switchboard_testkit::{Switchboard, wait_for};
 mod dns;
 mod env;
 mod proxy;
+mod workloads;
 
 fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_switchboard"))
@@ -78,8 +79,19 @@ async fn a_ready_pod_reaches_the_endpoint_slice_within_a_second() {
     assert!(ready < Duration::from_secs(1));
 
     // The CLI shows it, and kubectl reads the API unchanged.
-    let got = cli(&sb, &["get", "endpoints", "web"]);
-    assert!(String::from_utf8_lossy(&got.stdout).contains("127.244.0.7:8080"));
+    // (The legacy Endpoints mirror is written after the slice.)
+    wait_for(
+        Duration::from_secs(10),
+        "endpoints web to list 127.244.0.7:8080",
+        || async {
+            let got = cli(&sb, &["get", "endpoints", "web"]);
+            String::from_utf8_lossy(&got.stdout)
+                .contains("127.244.0.7:8080")
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap();
     if which("kubectl") {
         let out = Command::new("kubectl")
             .arg("--kubeconfig")

@@ -159,7 +159,7 @@ fn web(name: &str, extra_spec: serde_json::Value) -> serde_json::Value {
 }
 
 /// One HTTP/1.1 GET with `Connection: close`; the body, or why not.
-async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
+pub(crate) async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
     http_get_from(None, addr, path).await
 }
 
