@@ -533,3 +533,69 @@ async fn a_rolling_update_under_load_fails_no_request() {
     );
     assert_eq!(failed, 0, "{failed} of {sent} requests failed: {errors:?}");
 }
+
+#[tokio::test]
+async fn logs_follow_new_output_and_name_a_wrong_container() {
+    let dir = tempfile::tempdir().unwrap();
+    let sb = Switchboard::up_with_agent(binary(), dir.path(), &[]).unwrap();
+    let client = sb.client().await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    pods.create(
+        &PostParams::default(),
+        &pod(
+            "ticker",
+            json!({"app": "ticker"}),
+            json!({"containers": [{"name": "main", "image": "busybox", "command": ["sh", "-c",
+            "i=0; while true; do echo tick-$i; i=$((i+1)); sleep 0.1; done"]}]}),
+        ),
+    )
+    .await
+    .unwrap();
+    wait_for(Duration::from_secs(20), "ticker to be ready", || {
+        let pods = pods.clone();
+        async move { is_ready(&pods.get("ticker").await.ok()?).then_some(()) }
+    })
+    .await
+    .unwrap();
+
+    let wrong = cli(&sb, &["logs", "ticker", "-c", "nope"]);
+    assert!(!wrong.status.success());
+    let err = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        err.contains("container nope is not valid for pod ticker"),
+        "{err}"
+    );
+
+    // `-f` keeps delivering lines written after it started.
+    let mut follow = std::process::Command::new(binary())
+        .arg("--kubeconfig")
+        .arg(sb.kubeconfig())
+        .args(["logs", "-f", "--tail", "1", "ticker"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = follow.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a first line");
+    let n = |l: &str| l.trim_start_matches("tick-").parse::<u64>().unwrap_or(0);
+    let start = n(&first);
+    let mut last = start;
+    while last < start + 10 {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("more lines while following");
+        last = n(&line);
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+}
