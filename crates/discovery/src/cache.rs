@@ -4,11 +4,12 @@
 //! benchmarked without an apiserver; [`crate::spawn`] feeds it.
 //!
 //! Cost of a snapshot: only the touched services are rebuilt (each compared
-//! with its previous version, so an unchanged one keeps its `Arc`); the
-//! map of `Arc`s is then cloned into the new immutable table, which is a
-//! memory copy of the entries, not a rebuild of their endpoints.
+//! with its previous version, so an unchanged one keeps its `Arc`), and
+//! each is set in the persistent [`Services`] map in O(log n); the new
+//! immutable table takes an O(1) clone of that map, sharing every node the
+//! change did not touch. Nothing is proportional to the number of services.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1 as core;
@@ -16,10 +17,19 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::watcher::Event;
 
 use crate::build;
-use crate::table::{Service, ServiceKey, ServiceTable};
+use crate::table::{PastChange, ServiceKey, ServiceTable, Services};
 
 /// A slice is known by namespace and name.
 type SliceId = (String, String);
+
+/// How many earlier `changed` lists a snapshot carries
+/// ([`ServiceTable::history`]): enough for a consumer that falls a few
+/// snapshots behind during a rollout, cheap to copy (one pointer each).
+const HISTORY: usize = 32;
+
+/// A `changed` list longer than this is not kept in the history: a
+/// consumer that missed it compares the maps, which costs no more.
+const HISTORY_MAX_KEYS: usize = 1024;
 
 /// See the module docs.
 #[derive(Debug, Default)]
@@ -29,7 +39,7 @@ pub struct Cache {
     /// Which service each stored slice is filed under, so a slice whose
     /// label changes (or is deleted without labels) is found again.
     slice_owner: HashMap<SliceId, ServiceKey>,
-    built: HashMap<ServiceKey, Arc<Service>>,
+    built: Services,
     dirty: HashSet<ServiceKey>,
     /// Objects of a (re)list in progress, applied at its `InitDone`.
     service_init: Option<Vec<core::Service>>,
@@ -38,6 +48,8 @@ pub struct Cache {
     slices_listed: bool,
     published_synced: bool,
     generation: u64,
+    /// The `changed` lists of the last [`HISTORY`] snapshots, newest first.
+    history: VecDeque<PastChange>,
 }
 
 impl Cache {
@@ -187,11 +199,19 @@ impl Cache {
         self.published_synced = true;
         changed.sort();
         self.generation += 1;
+        let history: Arc<[PastChange]> = self.history.iter().cloned().collect();
+        self.history.push_front(PastChange {
+            generation: self.generation,
+            keys: (changed.len() <= HISTORY_MAX_KEYS).then(|| changed.as_slice().into()),
+        });
+        self.history.truncate(HISTORY);
         Some(ServiceTable {
+            // O(1): the persistent map shares its nodes with the snapshot.
             services: self.built.clone(),
             changed,
             generation: self.generation,
             synced: true,
+            history,
         })
     }
 }

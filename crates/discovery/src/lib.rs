@@ -15,5 +15,6 @@ pub mod table;
 
 pub use runtime::{Discovery, Error, spawn};
 pub use table::{
-    Endpoint, EndpointPort, Protocol, Service, ServiceKey, ServicePort, ServiceTable, ServiceType,
+    Endpoint, EndpointPort, PastChange, Protocol, Service, ServiceKey, ServicePort, ServiceTable,
+    ServiceType, Services,
 };

@@ -188,23 +188,27 @@ impl Builder {
     /// Brings the zone up to `table`, recompiling only what changed.
     /// Returns the number of services recompiled or removed.
     pub fn apply(&mut self, table: &ServiceTable) -> usize {
-        let consecutive = self.generation.is_some_and(|g| g + 1 == table.generation);
-        let mut keys: Vec<ServiceKey> = Vec::new();
-        if consecutive {
-            keys.extend(table.changed.iter().cloned());
-        } else {
-            for (key, service) in &table.services {
-                if !self.seen.get(key).is_some_and(|s| Arc::ptr_eq(s, service)) {
-                    keys.push(key.clone());
+        // From the table's change history when it reaches back to the last
+        // table applied (always after a consecutive snapshot); else every
+        // service whose Arc differs from what the zone holds.
+        let keys: Vec<ServiceKey> = match self.generation.and_then(|g| table.changed_since(g)) {
+            Some(keys) => keys,
+            None => {
+                let mut keys: Vec<ServiceKey> = Vec::new();
+                for (key, service) in &table.services {
+                    if !self.seen.get(key).is_some_and(|s| Arc::ptr_eq(s, service)) {
+                        keys.push(key.clone());
+                    }
                 }
+                keys.extend(
+                    self.seen
+                        .keys()
+                        .filter(|k| !table.services.contains_key(k))
+                        .cloned(),
+                );
+                keys
             }
-            keys.extend(
-                self.seen
-                    .keys()
-                    .filter(|k| !table.services.contains_key(*k))
-                    .cloned(),
-            );
-        }
+        };
         let mut touched = 0;
         for key in keys {
             let new = table.services.get(&key);

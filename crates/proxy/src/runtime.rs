@@ -137,27 +137,15 @@ impl Proxy {
         }
     }
 
-    /// Brings the proxy from `old` to `new`: with consecutive generations
-    /// only `new.changed` is looked at; after skipped snapshots, every
-    /// service whose `Arc` differs.
+    /// Brings the proxy from `old` to `new`, looking only at the services
+    /// that changed in between: from the table's change history when it
+    /// reaches back to `old` (always after a consecutive snapshot), else
+    /// every service whose `Arc` differs.
     fn sync(&mut self, old: Option<&ServiceTable>, new: &ServiceTable) {
         let keys: Vec<ServiceKey> = match old {
-            Some(old) if old.generation + 1 == new.generation => new.changed.clone(),
-            Some(old) => {
-                let mut keys: Vec<ServiceKey> = new
-                    .services
-                    .iter()
-                    .filter(|(k, s)| !old.services.get(*k).is_some_and(|o| Arc::ptr_eq(o, s)))
-                    .map(|(k, _)| k.clone())
-                    .collect();
-                keys.extend(
-                    old.services
-                        .keys()
-                        .filter(|k| !new.services.contains_key(*k))
-                        .cloned(),
-                );
-                keys
-            }
+            Some(old) => new
+                .changed_since(old.generation)
+                .unwrap_or_else(|| new.services.diff_keys(&old.services)),
             None => new.services.keys().cloned().collect(),
         };
         for key in keys {

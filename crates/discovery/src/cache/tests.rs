@@ -147,3 +147,73 @@ fn slices_before_their_service_are_kept() {
     let t = c.publish().unwrap();
     assert_eq!(addrs(&t, "late"), ["127.244.0.3"]);
 }
+
+#[test]
+fn an_older_snapshot_is_unaffected_by_later_ones() {
+    let mut c = synced(vec![svc("a"), svc("b")], vec![]);
+    let t1 = c.publish().expect("first");
+    c.apply_slice(slice("a-1", "a", &["127.244.0.1"]));
+    c.delete_service(&svc("b"));
+    let t2 = c.publish().expect("second");
+    // The persistent map: t2 was derived from t1's nodes without changing them.
+    assert_eq!(addrs(&t1, "a"), Vec::<String>::new());
+    assert!(t1.get("default", "b").is_some());
+    assert_eq!(addrs(&t2, "a"), ["127.244.0.1"]);
+    assert!(t2.get("default", "b").is_none());
+    assert_eq!((t1.services.len(), t2.services.len()), (2, 1));
+    assert_eq!(
+        t2.services.diff_keys(&t1.services).len(),
+        2,
+        "a changed, b removed"
+    );
+}
+
+#[test]
+fn changed_since_spans_skipped_snapshots() {
+    let names = ["a", "b", "c", "d"];
+    let mut c = synced(names.iter().map(|n| svc(n)).collect(), vec![]);
+    let t1 = c.publish().expect("first");
+    let mut last = None;
+    for (i, name) in ["a", "b", "a", "c"].iter().enumerate() {
+        let addr = format!("127.244.0.{}", i + 1);
+        c.apply_slice(slice(&format!("{name}-1"), name, &[addr.as_str()]));
+        last = Some(c.publish().expect("a change publishes"));
+    }
+    let t5 = last.expect("published");
+    assert_eq!(t5.generation, 5);
+    let key = |n: &str| ServiceKey::new("default", n);
+    assert_eq!(t5.changed_since(4), Some(vec![key("c")]));
+    assert_eq!(t5.changed_since(3), Some(vec![key("a"), key("c")]));
+    assert_eq!(
+        t5.changed_since(2),
+        Some(vec![key("a"), key("b"), key("c")])
+    );
+    assert_eq!(
+        t5.changed_since(t1.generation),
+        Some(vec![key("a"), key("b"), key("c")])
+    );
+    assert_eq!(t5.changed_since(5), Some(vec![]));
+    assert_eq!(t5.changed_since(6), None, "a future generation");
+    // The first snapshot listed every service: too many is never the case
+    // here, so even generation 0 (before anything) is covered.
+    assert_eq!(t5.changed_since(0).map(|k| k.len()), Some(4));
+    let mut all = t5.services.diff_keys(&Services::new());
+    all.sort();
+    assert_eq!(t5.changed_since(0), Some(all));
+}
+
+#[test]
+fn changed_since_gives_up_beyond_the_history() {
+    let mut c = synced(vec![svc("a")], vec![]);
+    let _ = c.publish().expect("first");
+    let mut last = None;
+    for i in 0..HISTORY + 2 {
+        let addr = format!("127.244.{}.{}", i / 250, i % 250 + 1);
+        c.apply_slice(slice("a-1", "a", &[addr.as_str()]));
+        last = Some(c.publish().expect("a change publishes"));
+    }
+    let t = last.expect("published");
+    assert!(t.history.len() <= HISTORY);
+    assert!(t.changed_since(t.generation - HISTORY as u64).is_some());
+    assert_eq!(t.changed_since(1), None);
+}

@@ -1,7 +1,7 @@
 //! Every record form of the spec, from hand-built tables, through the
 //! handler's wire format (the spec's own examples where it has them).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -9,6 +9,7 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode}
 use hickory_proto::rr::{Name, RData, RecordType};
 use switchboard_discovery::{
     Endpoint, EndpointPort, Protocol, Service, ServiceKey, ServicePort, ServiceTable, ServiceType,
+    Services,
 };
 
 use super::*;
@@ -69,7 +70,7 @@ pub(crate) fn endpoint(
 }
 
 pub(crate) fn table(services: Vec<Service>) -> ServiceTable {
-    let services: HashMap<ServiceKey, Arc<Service>> = services
+    let services: Services = services
         .into_iter()
         .map(|s| (s.key.clone(), Arc::new(s)))
         .collect();
@@ -78,6 +79,7 @@ pub(crate) fn table(services: Vec<Service>) -> ServiceTable {
         services,
         generation: 1,
         synced: true,
+        history: Default::default(),
     }
 }
 

@@ -89,6 +89,29 @@ fn skipped_snapshots_are_diffed_by_pointer() {
 }
 
 #[test]
+fn skipped_snapshots_are_caught_up_from_the_history() {
+    let t1 = spec_table();
+    let mut b = Builder::new(&settings()).unwrap();
+    b.apply(&t1);
+    let key = ServiceKey::new("default", "v6");
+    let t2 = next(&t1, vec![(key.clone(), None)]);
+    let mut t3 = next(&t2, vec![]);
+    // What discovery's cache records: t2's change, carried by t3.
+    t3.history = vec![switchboard_discovery::PastChange {
+        generation: t2.generation,
+        keys: Some(vec![key].into()),
+    }]
+    .into();
+    assert_eq!(t3.changed_since(t1.generation).map(|k| k.len()), Some(1));
+    assert_eq!(b.apply(&t3), 1);
+    let q = b.zone().lookup(
+        &Name::from_ascii("v6.default.svc.cluster.local.").unwrap(),
+        RecordType::AAAA,
+    );
+    assert_eq!(q, Lookup::NxDomain);
+}
+
+#[test]
 fn an_endpoint_becoming_ready_publishes_the_headless_address() {
     let t1 = spec_table();
     let mut b = Builder::new(&settings()).unwrap();
