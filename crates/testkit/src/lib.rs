@@ -146,9 +146,7 @@ impl Switchboard {
         if let Ok(Some(_)) = self.child.try_wait() {
             return;
         }
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        signal(self.child.id(), nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -164,6 +162,13 @@ impl Drop for Switchboard {
     /// A graceful stop, so no test leaves pod processes behind.
     fn drop(&mut self) {
         self.stop(Duration::from_secs(15));
+    }
+}
+
+/// Sends `sig` to process `pid`; a process already gone is not an error.
+pub fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+    if let Ok(pid) = i32::try_from(pid) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
     }
 }
 

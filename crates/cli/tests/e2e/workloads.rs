@@ -310,11 +310,10 @@ async fn a_killed_process_is_restarted_and_counted() {
     .unwrap();
     assert_eq!(restart_count(&pods, "crashy").await, Some(0));
 
-    let killed = Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    switchboard_testkit::signal(
+        u32::try_from(pid).expect("pids are positive"),
+        nix::sys::signal::Signal::SIGKILL,
+    );
     wait_for(
         Duration::from_secs(30),
         "crashy restarted once and ready",
