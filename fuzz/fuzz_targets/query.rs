@@ -5,11 +5,12 @@
 //! gives (the cache is the fast path, the handler the reference).
 #![no_main]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use switchboard_discovery::{
     Endpoint, EndpointPort, Protocol, Service, ServiceKey, ServicePort, ServiceTable, ServiceType,
+    Services,
 };
 use switchboard_dns::cache::AnswerCache;
 use switchboard_dns::handler::{Action, Options, Transport, handle};
@@ -68,7 +69,7 @@ fn service(name: &str, kind: ServiceType, headless: bool) -> Service {
 fn zone() -> &'static Zone {
     static ZONE: OnceLock<Zone> = OnceLock::new();
     ZONE.get_or_init(|| {
-        let services: HashMap<ServiceKey, Arc<Service>> = [
+        let services: Services = [
             service("web", ServiceType::ClusterIp, false),
             service("db", ServiceType::ClusterIp, true),
             service("ext", ServiceType::ExternalName, false),
@@ -81,6 +82,7 @@ fn zone() -> &'static Zone {
             services,
             generation: 1,
             synced: true,
+            ..ServiceTable::default()
         };
         let mut b = Builder::new(&Settings {
             domain: "cluster.local".into(),
