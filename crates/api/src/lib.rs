@@ -11,6 +11,7 @@ pub mod fields;
 pub mod labels;
 pub mod names;
 pub mod resource;
+pub mod smp;
 pub mod status;
 pub mod validation;
 

@@ -474,8 +474,13 @@ async fn scale(
             subresource::write_scale(registry, rt, ns, name, |current| {
                 let mut doc = current.clone();
                 match &patch {
-                    Patch::Merge(p) | Patch::Strategic(p) | Patch::Apply(p) => {
-                        json_patch::merge(&mut doc, p)
+                    Patch::Merge(p) => json_patch::merge(&mut doc, p),
+                    Patch::Strategic(p) | Patch::Apply(p) => {
+                        switchboard_api::smp::apply(&mut doc, p).map_err(|e| {
+                            ApiError::bad_request(format!(
+                                "the strategic merge patch could not be applied: {e}"
+                            ))
+                        })?
                     }
                     Patch::Json(p) => json_patch::patch(&mut doc, p).map_err(|e| {
                         ApiError::bad_request(format!("the JSON patch could not be applied: {e}"))

@@ -42,11 +42,13 @@ pub enum Patch {
     Merge(Value),
     /// `application/json-patch+json` (RFC 6902).
     Json(json_patch::Patch),
-    /// `application/strategic-merge-patch+json`, applied as a merge patch
-    /// (Switchboard does not implement list merge keys; see docs/apiserver.md).
+    /// `application/strategic-merge-patch+json`: lists with a Kubernetes
+    /// merge key (containers by name, ...) merge element-wise
+    /// ([`switchboard_api::smp`]).
     Strategic(Value),
-    /// `application/apply-patch+yaml` (server-side apply), applied as a merge
-    /// patch that creates the object if it does not exist.
+    /// `application/apply-patch+yaml` (server-side apply), applied as a
+    /// strategic merge patch that creates the object if it does not exist
+    /// (no field ownership).
     Apply(Value),
 }
 
@@ -324,9 +326,13 @@ impl Registry {
         self.update_with(rt, ns, name, part, |current| {
             let mut doc = current.clone();
             match &patch {
-                Patch::Merge(p) | Patch::Strategic(p) | Patch::Apply(p) => {
-                    json_patch::merge(&mut doc, p)
-                }
+                Patch::Merge(p) => json_patch::merge(&mut doc, p),
+                Patch::Strategic(p) | Patch::Apply(p) => switchboard_api::smp::apply(&mut doc, p)
+                    .map_err(|e| {
+                    ApiError::bad_request(format!(
+                        "the strategic merge patch could not be applied: {e}"
+                    ))
+                })?,
                 Patch::Json(p) => json_patch::patch(&mut doc, p).map_err(|e| {
                     ApiError::bad_request(format!("the JSON patch could not be applied: {e}"))
                 })?,
