@@ -153,14 +153,31 @@ async fn the_hello_example_round_robins_over_three_pods_and_serves_logs() {
             .args(["set", "env", "deployment/hello", "GREETING=hi"])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let deploys: Api<Deployment> = Api::namespaced(client.clone(), "default");
         let spec = deploys.get("hello").await.unwrap().spec.unwrap();
         let c = &spec.template.spec.unwrap().containers[0];
         assert_eq!(c.image.as_deref(), Some(AGNHOST));
         let env = c.env.clone().unwrap_or_default();
-        assert!(env.iter().any(|e| e.name == "GREETING" && e.value.as_deref() == Some("hi")));
-        ok(cli(&sb, &["rollout", "status", "deployment", "hello", "--timeout", "60s"]));
+        assert!(
+            env.iter()
+                .any(|e| e.name == "GREETING" && e.value.as_deref() == Some("hi"))
+        );
+        ok(cli(
+            &sb,
+            &[
+                "rollout",
+                "status",
+                "deployment",
+                "hello",
+                "--timeout",
+                "60s",
+            ],
+        ));
     }
 
     // Scaling down leaves two.
