@@ -142,6 +142,8 @@ start_switchboard() {
   if grep -q -- '--proxy-threads' <<<"$up_help"; then flags+=(--proxy-threads 1); fi
   grep -q -- '--dns-listen' <<<"$up_help" && flags+=(--dns-listen none --dns-metrics-listen none)
   grep -q -- '--proxy-metrics-listen' <<<"$up_help" && flags+=(--proxy-metrics-listen none)
+  # The bench's pod is a stand-in with a hand-set status: no agent may run it.
+  grep -q -- '--agent-mode' <<<"$up_help" && flags+=(--agent-mode none)
   TOKIO_WORKER_THREADS=1 "$SB" up --data-dir "$WORK/sb" --api-listen 127.0.0.1:0 \
     --service-cidr $SB_CIDR --node-address $SB_NODE --lb-ip-pool $SB_POOL \
     --node-name bench-node --proxy-mode userspace "${flags[@]}" \

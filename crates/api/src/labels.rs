@@ -6,9 +6,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
+use crate::intern::intern;
 use crate::names;
 
 /// Read access to a set of labels, so a selector matches a plain map and a
@@ -27,9 +29,11 @@ impl Labels for BTreeMap<String, String> {
 /// An immutable label set stored compactly: the pairs sorted by key in one
 /// boxed slice. Caches that hold the labels of every object in a cluster
 /// use this instead of a `BTreeMap`, whose smallest node is about half a
-/// kilobyte however few labels an object has.
+/// kilobyte however few labels an object has. Keys and values are
+/// [interned](crate::intern): the pods of one workload share one copy of
+/// each.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct LabelSet(Box<[(Box<str>, Box<str>)]>);
+pub struct LabelSet(Box<[(Arc<str>, Arc<str>)]>);
 
 impl LabelSet {
     /// Builds a set from pairs; of duplicate keys the last one wins, as in a
@@ -37,9 +41,9 @@ impl LabelSet {
     pub fn from_pairs<K: AsRef<str>, V: AsRef<str>>(
         pairs: impl IntoIterator<Item = (K, V)>,
     ) -> LabelSet {
-        let mut v: Vec<(Box<str>, Box<str>)> = pairs
+        let mut v: Vec<(Arc<str>, Arc<str>)> = pairs
             .into_iter()
-            .map(|(k, v)| (Box::from(k.as_ref()), Box::from(v.as_ref())))
+            .map(|(k, v)| (intern(k.as_ref()), intern(v.as_ref())))
             .collect();
         // Stable, so among equal keys the last stays last; dedup keeps the
         // first of a run, hence the reversal around it.

@@ -8,6 +8,7 @@
 pub mod defaults;
 pub mod envvars;
 pub mod fields;
+pub mod intern;
 pub mod labels;
 pub mod names;
 pub mod resource;

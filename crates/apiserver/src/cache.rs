@@ -10,30 +10,33 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::Value;
+use switchboard_api::intern::intern;
 use switchboard_api::{LabelSet, ResourceType};
 use switchboard_store::{EventKind, KeyValue, Revision, Store};
 use tokio::sync::{broadcast, watch};
 
 use crate::object;
+use crate::pack::{Packed, Packer};
 
 /// One object as the cache holds it.
 #[derive(Debug)]
 pub struct Cached {
     /// Storage key.
     pub key: String,
-    /// Namespace, for namespaced types.
-    pub namespace: Option<String>,
+    /// Namespace, for namespaced types ([interned](switchboard_api::intern)).
+    pub namespace: Option<Arc<str>>,
     /// Name.
     pub name: String,
     /// Labels, for label selectors.
     pub labels: LabelSet,
-    /// Values of the selectable fields of this kind beside name and namespace.
-    pub fields: Vec<(&'static str, String)>,
-    /// The object's JSON with `metadata.resourceVersion` set.
-    pub json: Bytes,
+    /// Values of the selectable fields of this kind beside name and
+    /// namespace (interned: `spec.nodeName`, `status.phase` repeat).
+    pub fields: Box<[(&'static str, Arc<str>)]>,
+    /// The object's JSON with `metadata.resourceVersion` set, packed
+    /// ([`crate::pack`]).
+    pub json: Packed,
     /// The revision of the last change to this object.
     pub rv: Revision,
     /// `metadata.deletionTimestamp` as Unix seconds, if the object is being deleted.
@@ -50,12 +53,19 @@ impl Cached {
                 .fields
                 .iter()
                 .find(|(f, _)| *f == path)
-                .map(|(_, v)| v.as_str()),
+                .map(|(_, v)| &**v),
         }
     }
 
-    /// Builds the cached form of a stored value; `rv` is the revision to show.
-    pub fn from_stored(rt: &ResourceType, key: &str, value: &[u8], rv: Revision) -> Option<Cached> {
+    /// Builds the cached form of a stored value; `rv` is the revision to
+    /// show. `packer` is the one of the value's type.
+    pub fn from_stored(
+        rt: &ResourceType,
+        key: &str,
+        value: &[u8],
+        rv: Revision,
+        packer: &Packer,
+    ) -> Option<Cached> {
         let mut obj: Value = serde_json::from_slice(value).ok()?;
         object::set_resource_version(&mut obj, rv);
         let meta = obj.get("metadata");
@@ -66,7 +76,7 @@ impl Cached {
         let namespace = meta
             .and_then(|m| m.get("namespace"))
             .and_then(Value::as_str)
-            .map(str::to_string)
+            .map(intern)
             .filter(|_| rt.namespaced);
         let labels = meta
             .and_then(|m| m.get("labels"))
@@ -86,9 +96,9 @@ impl Cached {
         let fields = switchboard_api::fields::supported_fields(rt.kind)
             .iter()
             .filter(|f| !f.starts_with("metadata."))
-            .filter_map(|f| Some((*f, switchboard_api::fields::json_field(&obj, f)?)))
+            .filter_map(|f| Some((*f, intern(&switchboard_api::fields::json_field(&obj, f)?))))
             .collect();
-        let json = Bytes::from(serde_json::to_vec(&obj).ok()?);
+        let json = packer.pack(&serde_json::to_vec(&obj).ok()?);
         Some(Cached {
             key: key.to_string(),
             namespace,
@@ -159,15 +169,15 @@ pub enum StartError {
 pub struct History {
     /// Most events.
     pub events: usize,
-    /// Most bytes of serialized objects referenced by the events (an
-    /// object version shared by two events is counted twice: a bound, not
-    /// an exact figure).
+    /// Most bytes of packed objects ([`crate::pack`]) referenced by the
+    /// events (an object version shared by two events is counted twice: a
+    /// bound, not an exact figure).
     pub bytes: usize,
 }
 
 impl CacheEvent {
     fn weight(&self) -> usize {
-        self.obj.json.len() + self.prev.as_ref().map_or(0, |p| p.json.len())
+        self.obj.json.packed_len() + self.prev.as_ref().map_or(0, |p| p.json.packed_len())
     }
 }
 
@@ -186,6 +196,7 @@ pub struct TypeCache {
     state: RwLock<TypeState>,
     tx: broadcast::Sender<Arc<CacheEvent>>,
     limits: History,
+    packer: Packer,
 }
 
 /// What a new watch starts from: the events it must replay, and the live feed.
@@ -211,6 +222,7 @@ impl TypeCache {
             }),
             tx,
             limits,
+            packer: Packer::default(),
         }
     }
 
@@ -452,7 +464,8 @@ impl WatchCache {
             let Some(rt) = self.type_of_key(&kv.key) else {
                 continue;
             };
-            match Cached::from_stored(rt, &kv.key, &kv.value, kv.mod_revision) {
+            let packer = &self.types[rt.kind].packer;
+            match Cached::from_stored(rt, &kv.key, &kv.value, kv.mod_revision, packer) {
                 Some(obj) => {
                     out.entry(rt)
                         .or_default()
@@ -480,7 +493,14 @@ impl WatchCache {
                         };
                         let rv = event.revision();
                         if let Some(rt) = self.type_of_key(&event.kv.key) {
-                            match Cached::from_stored(rt, &event.kv.key, &event.kv.value, rv) {
+                            let packer = &self.types[rt.kind].packer;
+                            match Cached::from_stored(
+                                rt,
+                                &event.kv.key,
+                                &event.kv.value,
+                                rv,
+                                packer,
+                            ) {
                                 Some(obj) => self.types[rt.kind].apply(event.kind, obj),
                                 None => {
                                     tracing::warn!(key = %event.kv.key, "stored object is not valid JSON; not served")

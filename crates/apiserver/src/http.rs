@@ -596,7 +596,7 @@ impl Filter {
             EventType::Deleted if now || before => EventType::Deleted,
             _ => return None,
         };
-        Some(watch_line(kind.as_str(), &event.obj.json))
+        Some(watch_line(kind.as_str(), &event.obj.json.to_vec()))
     }
 }
 

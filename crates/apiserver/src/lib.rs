@@ -17,6 +17,7 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod object;
+pub mod pack;
 pub mod registry;
 mod serve;
 pub mod strategy;
@@ -183,7 +184,7 @@ impl Server {
             .of(services)
             .list(&services.key_prefix(), None)
             .iter()
-            .filter_map(|s| serde_json::from_slice(&s.json).ok())
+            .filter_map(|s| serde_json::from_slice(&s.json.to_vec()).ok())
             .collect();
         for problem in allocators.repair(stored.iter()) {
             tracing::warn!(%problem, "allocation repair");

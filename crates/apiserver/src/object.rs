@@ -41,7 +41,12 @@ pub fn to_stored(obj: &Value) -> bytes::Bytes {
     let mut obj = obj.clone();
     strip_resource_version(&mut obj);
     // A serde_json::Value always serializes.
-    bytes::Bytes::from(serde_json::to_vec(&obj).expect("a JSON value serializes"))
+    // Exactly sized, as the store's history may hold it for a while.
+    bytes::Bytes::from(
+        serde_json::to_vec(&obj)
+            .expect("a JSON value serializes")
+            .into_boxed_slice(),
+    )
 }
 
 /// Parses a stored value and sets its resourceVersion.

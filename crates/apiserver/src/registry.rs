@@ -716,7 +716,7 @@ pub fn list_body(
         if i > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(&item.json);
+        item.json.write_to(&mut out);
     }
     out.extend_from_slice(b"]}");
     Bytes::from(out)

@@ -1,7 +1,9 @@
-//! The EndpointSlice + Endpoints controller runtime: kube-runtime watchers
-//! and reflector stores for Services, managed EndpointSlices and Endpoints,
-//! a compact namespace-indexed cache for Pods ([`crate::podcache`]); a deduplicating work queue keyed by Service; workers that run
-//! the pure reconcilers and write through the Kubernetes API.
+//! The EndpointSlice + Endpoints controller runtime: kube-runtime watchers;
+//! stores that keep Services, managed EndpointSlices and Endpoints as
+//! compact JSON ([`crate::jsonstore`]) and a compact namespace-indexed cache
+//! for Pods ([`crate::podcache`]); a deduplicating work queue keyed by
+//! Service; workers that run the pure reconcilers and write through the
+//! Kubernetes API.
 //!
 //! Why not `kube::runtime::Controller`: its applier drops a request whose
 //! object is gone from the store, so a deleted Service would never be
@@ -9,7 +11,7 @@
 //! apiserver does not have. With our own queue a deletion is an ordinary
 //! sync of an absent Service, serialised with every other sync of that key.
 //!
-//! Stale caches: right after a write, the reflector store may not yet show
+//! Stale caches: right after a write, the store may not yet show
 //! it, and reconciling against it would e.g. create a duplicate slice.
 //! Like Kubernetes' `EndpointSliceTracker`, each write records an
 //! expectation (this name at least at this resourceVersion, or gone) that
@@ -27,7 +29,6 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Client;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::WatchStreamExt;
-use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
 use kube::runtime::watcher::{self, Event};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -42,6 +43,7 @@ use crate::endpointslice::{
     MAX_ENDPOINTS_PER_SLICE_LIMIT,
 };
 use crate::index::Owned;
+use crate::jsonstore::JsonStore;
 use crate::podcache::PodCache;
 use crate::podutil;
 use crate::podutil::PodInfo;
@@ -202,19 +204,15 @@ pub async fn run(client: Client, mut config: Config) -> Result<(), Error> {
 async fn run_endpointslices(client: Client, config: Config) -> Result<(), Error> {
     let metrics = config.metrics.clone().unwrap_or_default();
 
-    let (services, services_w) = kube::runtime::reflector::store::<Service>();
-    let (slices, slices_w) = kube::runtime::reflector::store::<EndpointSlice>();
-    let (endpoints, endpoints_w) = kube::runtime::reflector::store::<Endpoints>();
-
     let shared = Arc::new(Shared {
         client: client.clone(),
         max_per_slice: config.max_endpoints_per_slice,
         batch_period: config.batch_period,
-        services,
+        services: JsonStore::default(),
         pods: PodCache::default(),
         owned: Mutex::default(),
-        slices,
-        endpoints,
+        slices: JsonStore::default(),
+        endpoints: JsonStore::default(),
         queue: WorkQueue::new(),
         expectations: Mutex::new(HashMap::new()),
         tombstones: Mutex::new(HashSet::new()),
@@ -229,9 +227,8 @@ async fn run_endpointslices(client: Client, config: Config) -> Result<(), Error>
             Api::<Service>::all(client.clone()),
             watcher::Config::default(),
         );
-        let mut w = services_w;
         tasks.spawn(async move {
-            drive(stream, |ev| s.on_service(&mut w, ev)).await;
+            drive(stream, |ev| s.on_service(ev)).await;
             "Service watch"
         });
     }
@@ -247,9 +244,8 @@ async fn run_endpointslices(client: Client, config: Config) -> Result<(), Error>
         let s = Arc::clone(&shared);
         let wc = watcher::Config::default().labels(&managed);
         let stream = watcher(Api::<EndpointSlice>::all(client.clone()), wc);
-        let mut w = slices_w;
         tasks.spawn(async move {
-            drive(stream, |ev| s.on_slice(&mut w, ev)).await;
+            drive(stream, |ev| s.on_slice(ev)).await;
             "EndpointSlice watch"
         });
     }
@@ -259,9 +255,8 @@ async fn run_endpointslices(client: Client, config: Config) -> Result<(), Error>
             Api::<Endpoints>::all(client.clone()),
             watcher::Config::default(),
         );
-        let mut w = endpoints_w;
         tasks.spawn(async move {
-            drive(stream, |ev| s.on_endpoints(&mut w, ev)).await;
+            drive(stream, |ev| s.on_endpoints(ev)).await;
             "Endpoints watch"
         });
     }
@@ -269,17 +264,13 @@ async fn run_endpointslices(client: Client, config: Config) -> Result<(), Error>
     // Syncing before every cache is complete would delete slices of pods
     // not listed yet. Each store's initial InitDone enqueues what it knows.
     let ready = async {
-        shared.services.wait_until_ready().await?;
+        shared.services.wait_until_ready().await;
         shared.pods.wait_until_ready().await;
-        shared.slices.wait_until_ready().await?;
-        shared.endpoints.wait_until_ready().await
+        shared.slices.wait_until_ready().await;
+        shared.endpoints.wait_until_ready().await;
     };
     tokio::select! {
-        r = ready => {
-            if r.is_err() {
-                return Err(Error::Stopped { what: "a watch ended before its first list".to_owned() });
-            }
-        }
+        () = ready => {}
         ended = tasks.join_next() => {
             return Err(Error::Stopped { what: describe(ended) });
         }
@@ -343,6 +334,12 @@ struct Key {
     name: String,
 }
 
+impl From<(String, String)> for Key {
+    fn from((namespace, name): (String, String)) -> Self {
+        Key { namespace, name }
+    }
+}
+
 impl Key {
     fn of<K: kube::Resource>(obj: &K) -> Self {
         Key {
@@ -361,10 +358,6 @@ impl Key {
 
     fn pair(&self) -> crate::index::ServiceKey {
         (self.namespace.clone(), self.name.clone())
-    }
-
-    fn object_ref<K: kube::Resource<DynamicType = ()>>(&self) -> ObjectRef<K> {
-        ObjectRef::new(&self.name).within(&self.namespace)
     }
 }
 
@@ -408,12 +401,12 @@ struct Shared {
     client: Client,
     max_per_slice: usize,
     batch_period: Duration,
-    services: Store<Service>,
+    services: JsonStore<Service>,
     pods: PodCache,
     /// Slice names by Service, for syncs.
     owned: Mutex<Owned>,
-    slices: Store<EndpointSlice>,
-    endpoints: Store<Endpoints>,
+    slices: JsonStore<EndpointSlice>,
+    endpoints: JsonStore<Endpoints>,
     queue: Arc<WorkQueue<Key>>,
     expectations: Mutex<HashMap<Key, Vec<Expectation>>>,
     /// Services seen deleted whose Endpoints object is still to delete.
@@ -430,10 +423,10 @@ impl Shared {
     // ---- watch event handlers: apply to the store first, then enqueue, so
     // a worker that picks the key up sees the new state.
 
-    fn on_service(&self, w: &mut Writer<Service>, ev: Event<Service>) {
+    fn on_service(&self, ev: Event<Service>) {
         match &ev {
             Event::Apply(svc) => {
-                w.apply_watcher_event(&ev);
+                self.services.apply(&ev);
                 let key = Key::of(svc);
                 self.pods
                     .set_selector(key.pair(), podutil::selector_of(svc));
@@ -441,30 +434,26 @@ impl Shared {
                 self.queue.add(key);
             }
             Event::Delete(svc) => {
-                w.apply_watcher_event(&ev);
+                self.services.apply(&ev);
                 let key = Key::of(svc);
                 self.pods.remove_selector(&key.pair());
                 lock(&self.tombstones).insert(key.clone());
                 self.queue.add(key);
             }
-            Event::Init | Event::InitApply(_) => w.apply_watcher_event(&ev),
+            Event::Init | Event::InitApply(_) => self.services.apply(&ev),
             Event::InitDone => {
                 // A relist: Services that vanished meanwhile were deleted
                 // without an event.
-                let before: HashSet<Key> = self
-                    .services
-                    .state()
-                    .iter()
-                    .map(|s| Key::of(s.as_ref()))
-                    .collect();
-                w.apply_watcher_event(&ev);
-                let services = self.services.state();
+                let before: HashSet<Key> =
+                    self.services.keys().into_iter().map(Key::from).collect();
+                self.services.apply(&ev);
+                let services = self.services.all();
                 self.pods.reset_selectors(
                     services
                         .iter()
-                        .map(|svc| (Key::of(svc.as_ref()).pair(), podutil::selector_of(svc))),
+                        .map(|svc| (Key::of(svc).pair(), podutil::selector_of(svc))),
                 );
-                let after: HashSet<Key> = services.iter().map(|s| Key::of(s.as_ref())).collect();
+                let after: HashSet<Key> = services.iter().map(Key::of).collect();
                 {
                     let mut tomb = lock(&self.tombstones);
                     for gone in before.difference(&after) {
@@ -508,10 +497,10 @@ impl Shared {
         }
     }
 
-    fn on_slice(&self, w: &mut Writer<EndpointSlice>, ev: Event<EndpointSlice>) {
+    fn on_slice(&self, ev: Event<EndpointSlice>) {
         match &ev {
             Event::Apply(slice) | Event::Delete(slice) => {
-                w.apply_watcher_event(&ev);
+                self.slices.apply(&ev);
                 let (ns, name) = (
                     slice.metadata.namespace.as_deref().unwrap_or_default(),
                     slice.metadata.name.as_deref().unwrap_or_default(),
@@ -526,14 +515,15 @@ impl Shared {
                 self.observe(&key, Kind::Slice, slice, matches!(ev, Event::Delete(_)));
                 self.queue.add(key);
             }
-            Event::Init | Event::InitApply(_) => w.apply_watcher_event(&ev),
+            Event::Init | Event::InitApply(_) => self.slices.apply(&ev),
             Event::InitDone => {
-                w.apply_watcher_event(&ev);
+                self.slices.apply(&ev);
                 // The store is authoritative again.
                 self.clear_expectations(Kind::Slice);
+                let slices = self.slices.all();
                 let mut owned = lock(&self.owned);
                 owned.clear();
-                for slice in self.slices.state() {
+                for slice in slices {
                     let key = Key::of_slice(&slice);
                     owned.set(
                         slice.metadata.namespace.as_deref().unwrap_or_default(),
@@ -550,17 +540,17 @@ impl Shared {
         }
     }
 
-    fn on_endpoints(&self, w: &mut Writer<Endpoints>, ev: Event<Endpoints>) {
+    fn on_endpoints(&self, ev: Event<Endpoints>) {
         match &ev {
             Event::Apply(e) | Event::Delete(e) => {
-                w.apply_watcher_event(&ev);
+                self.endpoints.apply(&ev);
                 let key = Key::of(e);
                 self.observe(&key, Kind::Endpoints, e, matches!(ev, Event::Delete(_)));
                 self.queue.add(key);
             }
-            Event::Init | Event::InitApply(_) => w.apply_watcher_event(&ev),
+            Event::Init | Event::InitApply(_) => self.endpoints.apply(&ev),
             Event::InitDone => {
-                w.apply_watcher_event(&ev);
+                self.endpoints.apply(&ev);
                 self.clear_expectations(Kind::Endpoints);
                 self.enqueue_all_services();
             }
@@ -568,8 +558,8 @@ impl Shared {
     }
 
     fn enqueue_all_services(&self) {
-        for svc in self.services.state() {
-            self.queue.add(Key::of(svc.as_ref()));
+        for key in self.services.keys() {
+            self.queue.add(Key::from(key));
         }
     }
 
@@ -615,14 +605,8 @@ impl Shared {
     fn expect(&self, key: &Key, kind: Kind, name: &str, want: Want) {
         let mut exp = lock(&self.expectations);
         let current: Option<String> = match kind {
-            Kind::Slice => self
-                .slices
-                .get(&ObjectRef::new(name).within(&key.namespace))
-                .map(|s| s.metadata.resource_version.clone().unwrap_or_default()),
-            Kind::Endpoints => self
-                .endpoints
-                .get(&ObjectRef::new(name).within(&key.namespace))
-                .map(|e| e.metadata.resource_version.clone().unwrap_or_default()),
+            Kind::Slice => self.slices.resource_version(&key.namespace, name),
+            Kind::Endpoints => self.endpoints.resource_version(&key.namespace, name),
         };
         let met = match (&want, current) {
             (Want::Version(v), Some(seen)) => version_reached(&seen, v),
@@ -692,14 +676,10 @@ impl Shared {
         let names = lock(&self.owned).of(&key.pair());
         let existing: Vec<EndpointSlice> = names
             .iter()
-            .filter_map(|name| {
-                self.slices
-                    .get(&ObjectRef::new(name).within(&key.namespace))
-            })
-            .map(|s| s.as_ref().clone())
+            .filter_map(|name| self.slices.get(&key.namespace, name))
             .collect();
 
-        let Some(service) = self.services.get(&key.object_ref()) else {
+        let Some(service) = self.services.get(&key.namespace, &key.name) else {
             // Deleted: our apiserver has no garbage collector, so remove
             // what the owner references would have cascaded to.
             for slice in &existing {
@@ -741,8 +721,8 @@ impl Shared {
         }
 
         if let Some(desired) = endpoints::endpoints_for(&service, &pods) {
-            let current = self.endpoints.get(&key.object_ref());
-            match endpoints::plan_write(current.as_deref(), desired) {
+            let current = self.endpoints.get(&key.namespace, &key.name);
+            match endpoints::plan_write(current.as_ref(), desired) {
                 Write::Unchanged => {}
                 Write::Create(e) => {
                     let made = endpoints_api.create(&pp, &e).await?;

@@ -17,6 +17,7 @@ pub mod endpoints;
 pub mod endpointslice;
 pub mod gc;
 mod index;
+mod jsonstore;
 pub mod nodelifecycle;
 pub mod ownership;
 mod podcache;

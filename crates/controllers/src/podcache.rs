@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use crate::index::{Selectors, ServiceKey};
 use crate::podutil::PodInfo;
 
-type Namespaces = HashMap<Box<str>, HashMap<Box<str>, Arc<PodInfo>>>;
+type Namespaces = HashMap<Arc<str>, HashMap<Box<str>, Arc<PodInfo>>>;
 
 #[derive(Default)]
 struct State {

@@ -4,9 +4,11 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Pod, Service, ServicePort};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use switchboard_api::intern::intern;
 use switchboard_api::labels::{LabelSet, Labels as _};
 
 /// The selector the controllers act on, or `None` when the Service gets no
@@ -50,7 +52,7 @@ pub(crate) fn selector_matches(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodInfo {
     /// `metadata.namespace`.
-    pub namespace: Box<str>,
+    pub namespace: Arc<str>,
     /// `metadata.name`.
     pub name: Box<str>,
     /// `metadata.uid`.
@@ -66,7 +68,7 @@ pub struct PodInfo {
     /// Phase `Succeeded` or `Failed`: such pods never appear in endpoints.
     pub terminal: bool,
     /// `spec.nodeName`, when scheduled.
-    pub node_name: Option<Box<str>>,
+    pub node_name: Option<Arc<str>>,
     hostname: Option<Box<str>>,
     subdomain: Option<Box<str>>,
     /// Named ports of the containers and of restartable init containers
@@ -76,13 +78,18 @@ pub struct PodInfo {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct NamedPort {
-    name: Box<str>,
-    protocol: Box<str>,
+    name: Arc<str>,
+    protocol: Arc<str>,
     port: i32,
 }
 
 fn boxed(s: &Option<String>) -> Option<Box<str>> {
     s.as_deref().filter(|s| !s.is_empty()).map(Box::from)
+}
+
+/// For strings most pods share (node names).
+fn interned(s: &Option<String>) -> Option<Arc<str>> {
+    s.as_deref().filter(|s| !s.is_empty()).map(intern)
 }
 
 impl From<&Pod> for PodInfo {
@@ -124,8 +131,8 @@ impl From<&Pod> for PodInfo {
                     .flat_map(|c| c.ports.iter().flatten())
                     .filter_map(|cp| {
                         Some(NamedPort {
-                            name: boxed(&cp.name)?,
-                            protocol: Box::from(cp.protocol.as_deref().unwrap_or("TCP")),
+                            name: cp.name.as_deref().filter(|n| !n.is_empty()).map(intern)?,
+                            protocol: intern(cp.protocol.as_deref().unwrap_or("TCP")),
                             port: cp.container_port,
                         })
                     })
@@ -133,7 +140,7 @@ impl From<&Pod> for PodInfo {
             })
             .unwrap_or_default();
         PodInfo {
-            namespace: Box::from(meta.namespace.as_deref().unwrap_or_default()),
+            namespace: intern(meta.namespace.as_deref().unwrap_or_default()),
             name: Box::from(meta.name.as_deref().unwrap_or_default()),
             uid: boxed(&meta.uid),
             labels,
@@ -141,7 +148,7 @@ impl From<&Pod> for PodInfo {
             ready,
             terminating: meta.deletion_timestamp.is_some(),
             terminal,
-            node_name: spec.and_then(|s| boxed(&s.node_name)),
+            node_name: spec.and_then(|s| interned(&s.node_name)),
             hostname: spec.and_then(|s| boxed(&s.hostname)),
             subdomain: spec.and_then(|s| boxed(&s.subdomain)),
             named_ports,

@@ -4,9 +4,12 @@
 //! endpoints controllers: a typed Pod with a Deployment's template costs
 //! kilobytes, this view a few hundred bytes.
 
+use std::sync::Arc;
+
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Pod, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use switchboard_api::intern::intern;
 use switchboard_api::labels::LabelSet;
 
 /// Annotation that orders pods for scale-down (lower cost goes first).
@@ -49,7 +52,7 @@ impl Phase {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ConditionView {
     /// `True`, `False` or `Unknown`.
-    pub status: Box<str>,
+    pub status: Arc<str>,
     /// `reason`.
     pub reason: Option<Box<str>>,
     /// `message`.
@@ -61,7 +64,7 @@ pub struct ConditionView {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PodView {
     /// `metadata.namespace`.
-    pub namespace: Box<str>,
+    pub namespace: Arc<str>,
     /// `metadata.name`.
     pub name: Box<str>,
     /// `metadata.uid`.
@@ -80,9 +83,9 @@ pub struct PodView {
     /// an int32, as Kubernetes treats it).
     pub deletion_cost: i32,
     /// `spec.nodeName`, when bound.
-    pub node_name: Option<Box<str>>,
+    pub node_name: Option<Arc<str>>,
     /// `spec.schedulerName`, when set.
-    pub scheduler_name: Option<Box<str>>,
+    pub scheduler_name: Option<Arc<str>>,
     /// `spec.nodeSelector`.
     pub node_selector: LabelSet,
     /// `spec.tolerations`.
@@ -107,6 +110,11 @@ fn boxed(s: Option<&String>) -> Option<Box<str>> {
         .map(Box::from)
 }
 
+/// For strings most pods share (node and scheduler names).
+fn interned(s: Option<&String>) -> Option<Arc<str>> {
+    s.map(String::as_str).filter(|s| !s.is_empty()).map(intern)
+}
+
 impl From<&Pod> for PodView {
     fn from(pod: &Pod) -> PodView {
         let meta = &pod.metadata;
@@ -121,7 +129,7 @@ impl From<&Pod> for PodView {
             .iter()
             .find(|c| c.type_ == "PodScheduled")
             .map(|c| ConditionView {
-                status: Box::from(c.status.as_str()),
+                status: intern(&c.status),
                 reason: boxed(c.reason.as_ref()),
                 message: boxed(c.message.as_ref()),
             });
@@ -133,7 +141,7 @@ impl From<&Pod> for PodView {
             .max()
             .unwrap_or(0);
         PodView {
-            namespace: Box::from(meta.namespace.as_deref().unwrap_or_default()),
+            namespace: intern(meta.namespace.as_deref().unwrap_or_default()),
             name: Box::from(meta.name.as_deref().unwrap_or_default()),
             uid: Box::from(meta.uid.as_deref().unwrap_or_default()),
             resource_version: Box::from(meta.resource_version.as_deref().unwrap_or_default()),
@@ -147,8 +155,8 @@ impl From<&Pod> for PodView {
                 .and_then(|a| a.get(DELETION_COST_ANNOTATION))
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0),
-            node_name: spec.and_then(|s| boxed(s.node_name.as_ref())),
-            scheduler_name: spec.and_then(|s| boxed(s.scheduler_name.as_ref())),
+            node_name: spec.and_then(|s| interned(s.node_name.as_ref())),
+            scheduler_name: spec.and_then(|s| interned(s.scheduler_name.as_ref())),
             node_selector: spec
                 .and_then(|s| s.node_selector.as_ref())
                 .map(LabelSet::from)

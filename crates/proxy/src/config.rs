@@ -31,7 +31,8 @@ pub struct Config {
     pub ejection_max: Duration,
     /// Where `/metrics` is served; `None` serves none.
     pub metrics_listen: Option<SocketAddr>,
-    /// Copy buffer per direction of a TCP connection.
+    /// Largest copy buffer per direction of a TCP connection; each starts
+    /// at 8 KiB and doubles while reads fill it.
     pub buffer_size: usize,
 }
 

@@ -10,6 +10,7 @@
 //! new [`switchboard_discovery::ServiceTable`].
 
 mod config;
+mod copy;
 mod events;
 mod metrics;
 pub mod plan;

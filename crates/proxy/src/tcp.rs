@@ -78,7 +78,7 @@ async fn handle(pool: Arc<Pool>, mut client: TcpStream, peer: SocketAddr) {
         let drained = entry.drained();
         let size = pool.config().buffer_size;
         tokio::select! {
-            copied = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, size, size) => {
+            copied = crate::copy::bidirectional(&mut client, &mut upstream, size) => {
                 if let Ok((to_endpoint, to_client)) = copied {
                     entry.metrics.bytes_to_endpoint.inc_by(to_endpoint);
                     entry.metrics.bytes_to_client.inc_by(to_client);

@@ -10,15 +10,15 @@ use tokio::sync::watch;
 
 use crate::podview::PodView;
 
-type Name = (Box<str>, Box<str>);
+type Name = (Arc<str>, Box<str>);
 
 #[derive(Default)]
 struct State {
-    by_namespace: HashMap<Box<str>, HashMap<Box<str>, Arc<PodView>>>,
+    by_namespace: HashMap<Arc<str>, HashMap<Box<str>, Arc<PodView>>>,
     /// Pods of a relist in progress; they replace the rest at `InitDone`.
     relist: Option<Vec<Arc<PodView>>>,
     by_owner: HashMap<Box<str>, HashSet<Name>>,
-    per_node: HashMap<Box<str>, usize>,
+    per_node: HashMap<Arc<str>, usize>,
 }
 
 impl State {
@@ -38,12 +38,12 @@ impl State {
                 }
             }
         }
-        if let Some(node) = pod.node_name.as_deref()
+        if let Some(node) = pod.node_name.as_ref()
             && !pod.phase.is_terminal()
         {
             if add {
-                *self.per_node.entry(Box::from(node)).or_default() += 1;
-            } else if let Some(n) = self.per_node.get_mut(node) {
+                *self.per_node.entry(Arc::clone(node)).or_default() += 1;
+            } else if let Some(n) = self.per_node.get_mut(&**node) {
                 *n = n.saturating_sub(1);
                 if *n == 0 {
                     self.per_node.remove(node);
