@@ -8,9 +8,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 pub mod backend;
+pub mod inprocess;
 pub mod resolver;
 
 pub use backend::Backend;
+pub use inprocess::InProcess;
 
 /// A `switchboard up` process on a free loopback port, with its data directory.
 pub struct Switchboard {

@@ -5,45 +5,21 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Event, Node, Pod, Service};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const NODE: &str = "agent-test-node";
 
-struct Cluster {
-    dir: tempfile::TempDir,
-    _server: switchboard_apiserver::Server,
-    client: kube::Client,
-}
+/// The in-process apiserver every test starts (its `dir` also holds the
+/// agent's data).
+type Cluster = switchboard_testkit::InProcess;
 
 async fn cluster() -> Cluster {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let mut config = switchboard_apiserver::Config::new(dir.path());
-    config.listen = "127.0.0.1:0".parse().expect("literal address");
-    let store =
-        switchboard_store::Embedded::open(&dir.path().join("store.redb"), Default::default())
-            .expect("the store opens");
-    let server =
-        switchboard_apiserver::Server::start(config, store as Arc<dyn switchboard_store::Store>)
-            .await
-            .expect("the apiserver starts");
-    let kubeconfig =
-        Kubeconfig::read_from(server.kubeconfig_path()).expect("the kubeconfig parses");
-    let client_config =
-        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-            .await
-            .expect("the kubeconfig is usable");
-    Cluster {
-        dir,
-        _server: server,
-        client: kube::Client::try_from(client_config).expect("a client"),
-    }
+    Cluster::start().await.expect("an in-process apiserver")
 }
 
 /// An agent config on `data_dir` with its own /24 of 127.244/16 (tests run

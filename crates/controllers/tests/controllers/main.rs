@@ -3,42 +3,26 @@
 //! agent here: the tests create the Node and set pod readiness through the
 //! status subresource, as an agent would.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Event, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::json;
 use switchboard_testkit::wait_for;
 
 struct Cluster {
-    _dir: tempfile::TempDir,
-    _server: switchboard_apiserver::Server,
+    _api: switchboard_testkit::InProcess,
     _controllers: tokio::task::JoinHandle<()>,
     client: kube::Client,
 }
 
 async fn start(node_grace: Duration) -> Cluster {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let mut config = switchboard_apiserver::Config::new(dir.path());
-    config.listen = "127.0.0.1:0".parse().expect("literal address");
-    let store =
-        switchboard_store::Embedded::open(&dir.path().join("store.redb"), Default::default())
-            .expect("the store opens");
-    let server =
-        switchboard_apiserver::Server::start(config, store as Arc<dyn switchboard_store::Store>)
-            .await
-            .expect("the apiserver starts");
-    let kubeconfig =
-        Kubeconfig::read_from(server.kubeconfig_path()).expect("the kubeconfig parses");
-    let client_config =
-        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-            .await
-            .expect("the kubeconfig is usable");
-    let client = kube::Client::try_from(client_config).expect("a client");
+    let api = switchboard_testkit::InProcess::start()
+        .await
+        .expect("an in-process apiserver");
+    let client = api.client.clone();
     let controllers = switchboard_controllers::Config {
         workloads: Some(switchboard_controllers::workloads::Config {
             node_grace,
@@ -53,8 +37,7 @@ async fn start(node_grace: Duration) -> Cluster {
         }
     });
     Cluster {
-        _dir: dir,
-        _server: server,
+        _api: api,
         _controllers: handle,
         client,
     }

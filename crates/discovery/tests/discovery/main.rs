@@ -7,39 +7,14 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::json;
 use switchboard_discovery::{ServiceKey, ServiceTable};
 use tokio::sync::watch;
 
-struct Cluster {
-    _dir: tempfile::TempDir,
-    _server: switchboard_apiserver::Server,
-    client: kube::Client,
-}
+type Cluster = switchboard_testkit::InProcess;
 
 async fn start() -> Cluster {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let mut config = switchboard_apiserver::Config::new(dir.path());
-    config.listen = "127.0.0.1:0".parse().expect("literal address");
-    let store =
-        switchboard_store::Embedded::open(&dir.path().join("store.redb"), Default::default())
-            .expect("the store opens");
-    let server =
-        switchboard_apiserver::Server::start(config, store as Arc<dyn switchboard_store::Store>)
-            .await
-            .expect("the apiserver starts");
-    let kubeconfig =
-        Kubeconfig::read_from(server.kubeconfig_path()).expect("the kubeconfig parses");
-    let client_config =
-        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-            .await
-            .expect("the kubeconfig is usable");
-    Cluster {
-        _dir: dir,
-        _server: server,
-        client: kube::Client::try_from(client_config).expect("a client"),
-    }
+    Cluster::start().await.expect("an in-process apiserver")
 }
 
 /// Waits until `check` holds for the latest table, or fails after 10 s.
