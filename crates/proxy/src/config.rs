@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use switchboard_lb::Algorithm;
 
+/// Most data-plane threads (far more than cores is only overhead).
+pub const MAX_WORKER_THREADS: usize = 256;
+
 /// Proxy settings. [`Config::default`] holds the defaults the flags document.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -34,6 +37,11 @@ pub struct Config {
     /// Largest copy buffer per direction of a TCP connection; each starts
     /// at 8 KiB and doubles while reads fill it.
     pub buffer_size: usize,
+    /// Data-plane threads, each a single-threaded runtime with its own
+    /// listening socket per TCP frontend (`SO_REUSEPORT` when more than
+    /// one; UDP frontends are served by the first). 0 runs the data plane
+    /// on the caller's runtime.
+    pub worker_threads: usize,
 }
 
 impl Default for Config {
@@ -50,6 +58,7 @@ impl Default for Config {
             ejection_max: Duration::from_secs(300),
             metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 10249))),
             buffer_size: 64 * 1024,
+            worker_threads: 1,
         }
     }
 }
@@ -77,6 +86,9 @@ impl Config {
         }
         if self.buffer_size < 1024 {
             return bad("buffer_size", "must be at least 1024 bytes");
+        }
+        if self.worker_threads > MAX_WORKER_THREADS {
+            return bad("worker_threads", "must be at most 256");
         }
         Ok(())
     }

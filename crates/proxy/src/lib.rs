@@ -6,8 +6,9 @@
 //! Layers: [`plan`] decides from one table entry what to listen on and
 //! which endpoints may take new connections (pure, as kube-proxy chooses);
 //! `pool` holds a port's balancer, affinity, ejections and draining; `tcp`
-//! and `udp` move the bytes; [`start`] runs the sync loop that applies each
-//! new [`switchboard_discovery::ServiceTable`].
+//! and `udp` move the bytes on the `workers` (single-threaded runtimes);
+//! [`start`] runs the sync loop that applies each new
+//! [`switchboard_discovery::ServiceTable`].
 
 mod config;
 mod copy;
@@ -18,8 +19,9 @@ mod pool;
 mod runtime;
 mod tcp;
 mod udp;
+mod workers;
 
-pub use config::Config;
+pub use config::{Config, MAX_WORKER_THREADS};
 pub use events::COMPONENT;
 pub use metrics::Metrics;
 pub use runtime::{Running, start};
@@ -42,6 +44,15 @@ pub enum Error {
     Bind {
         /// The address.
         addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The data-plane threads could not be started.
+    #[error("cannot start {threads} proxy worker thread(s)")]
+    Workers {
+        /// How many were asked for.
+        threads: usize,
         /// Why.
         #[source]
         source: std::io::Error,

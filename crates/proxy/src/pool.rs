@@ -114,7 +114,21 @@ impl Pool {
             members: Mutex::new(Members::default()),
         });
         pool.update(algorithm, affinity, targets);
+        pool.metrics.track(&pool);
         pool
+    }
+
+    /// How many endpoints take new connections.
+    pub fn size(&self) -> usize {
+        self.state().entries.len()
+    }
+
+    /// Calls `f` with every entry that may have open connections: current
+    /// members and draining endpoints.
+    pub fn for_each_entry(&self, mut f: impl FnMut(&Arc<EndpointEntry>)) {
+        let members = lock(&self.members);
+        members.current.values().for_each(&mut f);
+        members.draining.values().for_each(|(e, _)| f(e));
     }
 
     /// The proxy's settings.
@@ -130,7 +144,7 @@ impl Pool {
 
     /// True when no endpoint may take new connections.
     pub fn is_empty(&self) -> bool {
-        self.state().entries.is_empty()
+        self.size() == 0
     }
 
     /// Applies a new endpoint set, scheduler and affinity. Load state and
@@ -159,7 +173,7 @@ impl Pool {
             } else {
                 Arc::new(EndpointEntry {
                     addr: t.addr,
-                    metrics: self.metrics.endpoint(&self.key, t.addr),
+                    metrics: EndpointMetrics::default(),
                     ejected_until: AtomicU64::new(0),
                     ejections: AtomicU32::new(0),
                     drain: watch::Sender::new(false),
@@ -195,7 +209,6 @@ impl Pool {
             (Some(t), Some(a)) if a.timeout() == t => Some(Arc::clone(a)),
             (Some(t), _) => Some(Arc::new(Affinity::new(t))),
         };
-        self.metrics.pool_size(&self.key).set(entries.len() as i64);
         let state = Arc::new(State {
             balancer,
             entries,

@@ -17,6 +17,7 @@ use crate::events::Events;
 use crate::metrics::Metrics;
 use crate::plan::{self, PoolKey};
 use crate::pool::Pool;
+use crate::workers::Workers;
 use crate::{Error, tcp, udp};
 
 /// How often listeners that failed to bind are tried again.
@@ -26,13 +27,16 @@ type Addr = (Protocol, SocketAddr);
 
 struct Listener {
     pool: PoolKey,
-    task: JoinHandle<()>,
+    /// One accept task per worker (a single one for UDP).
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        // Closes the socket; accepted connections run in their own tasks.
-        self.task.abort();
+        // Closes the sockets; accepted connections run in their own tasks.
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }
 
@@ -45,6 +49,7 @@ struct ServiceState {
 /// The proxy's state between syncs.
 pub(crate) struct Proxy {
     config: Arc<Config>,
+    workers: Workers,
     metrics: Metrics,
     events: Events,
     services: HashMap<ServiceKey, ServiceState>,
@@ -59,8 +64,9 @@ pub(crate) struct Proxy {
 pub struct Running {
     /// Where `/metrics` is served, if anywhere.
     pub metrics_addr: Option<SocketAddr>,
-    /// The sync task; it returns only on failure. Abort it to stop (open
-    /// connections then run until closed).
+    /// The sync task; it returns only on failure. Abort it to stop: the
+    /// worker threads then end, closing their listeners and connections
+    /// (with `worker_threads: 0`, open connections run until closed).
     pub task: JoinHandle<Result<(), Error>>,
 }
 
@@ -73,6 +79,10 @@ pub async fn start(
     client: Option<kube::Client>,
 ) -> Result<Running, Error> {
     config.validate()?;
+    let workers = Workers::start(config.worker_threads).map_err(|source| Error::Workers {
+        threads: config.worker_threads,
+        source,
+    })?;
     let metrics = Metrics::new();
     let metrics_addr = match config.metrics_listen {
         None => None,
@@ -90,6 +100,7 @@ pub async fn start(
     let proxy = Proxy {
         events: Events::new(client, config.node_name.clone()),
         config: Arc::new(config),
+        workers,
         metrics,
         services: HashMap::new(),
         bound: HashMap::new(),
@@ -225,15 +236,15 @@ impl Proxy {
                 failed = true;
                 continue;
             }
-            match listen(f.protocol, f.addr, Arc::clone(pool)) {
-                Ok(task) => {
+            match listen(&self.workers, f.protocol, f.addr, pool) {
+                Ok(tasks) => {
                     tracing::debug!(service = %key, addr = %f.addr, protocol = ?f.protocol, "listening");
                     self.bound.insert(addr, key.clone());
                     listeners.insert(
                         addr,
                         Listener {
                             pool: f.pool.clone(),
-                            task,
+                            tasks,
                         },
                     );
                 }
@@ -260,21 +271,50 @@ impl Proxy {
     }
 }
 
+/// Opens a frontend: for TCP one socket per worker, each accepted on its
+/// own worker (all bound before any task starts, so a failure leaves
+/// nothing half-open); for UDP one socket on the first worker, since a
+/// flow's state lives with the socket that received it.
 fn listen(
+    workers: &Workers,
     protocol: Protocol,
     addr: SocketAddr,
-    pool: Arc<Pool>,
-) -> std::io::Result<JoinHandle<()>> {
+    pool: &Arc<Pool>,
+) -> std::io::Result<Vec<JoinHandle<()>>> {
     match protocol {
         Protocol::Tcp => {
-            let listener = tcp::bind(addr)?;
-            Ok(tokio::spawn(tcp::serve(listener, pool)))
+            let shared = workers.len() > 1;
+            let sockets = (0..workers.len())
+                .map(|_| tcp::bind(addr, shared))
+                .collect::<std::io::Result<Vec<_>>>()?;
+            let tasks = sockets
+                .into_iter()
+                .enumerate()
+                .map(|(i, socket)| {
+                    let pool = Arc::clone(pool);
+                    // Registered with the worker's own reactor, on it.
+                    workers.spawn(i, async move {
+                        match tokio::net::TcpListener::from_std(socket) {
+                            Ok(listener) => tcp::serve(listener, pool).await,
+                            Err(e) => {
+                                tracing::warn!(%addr, error = %e, "cannot register a listener")
+                            }
+                        }
+                    })
+                })
+                .collect();
+            Ok(tasks)
         }
         Protocol::Udp => {
             let socket = std::net::UdpSocket::bind(addr)?;
             socket.set_nonblocking(true)?;
-            let socket = tokio::net::UdpSocket::from_std(socket)?;
-            Ok(tokio::spawn(udp::serve(socket, pool)))
+            let pool = Arc::clone(pool);
+            Ok(vec![workers.spawn(0, async move {
+                match tokio::net::UdpSocket::from_std(socket) {
+                    Ok(socket) => udp::serve(socket, pool).await,
+                    Err(e) => tracing::warn!(%addr, error = %e, "cannot register a UDP socket"),
+                }
+            })])
         }
         Protocol::Sctp => Err(std::io::Error::new(
             std::io::ErrorKind::Unsupported,

@@ -4,22 +4,32 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
 use crate::pool::Pool;
 
 /// Binds a listening socket with a deep backlog (connection-per-request
-/// load arrives in bursts).
-pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(4096)
+/// load arrives in bursts). `TCP_NODELAY` is set on the listener because
+/// Linux copies it to every accepted socket (the child is a clone of the
+/// listener's `struct sock`), which saves a `setsockopt` per connection.
+/// `shared`: one of several workers' sockets on the same address
+/// (`SO_REUSEPORT`; the kernel spreads new connections over them).
+///
+/// The socket is not yet registered with any runtime: the worker that
+/// serves it does that (`TcpListener::from_std`), on its own reactor.
+pub(crate) fn bind(addr: SocketAddr, shared: bool) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if shared {
+        socket.set_reuse_port(true)?;
+    }
+    socket.set_tcp_nodelay(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
 }
 
 /// Accepts until the task is aborted; each connection runs in its own task,
@@ -40,7 +50,7 @@ pub(crate) async fn serve(listener: TcpListener, pool: Arc<Pool>) {
 }
 
 async fn handle(pool: Arc<Pool>, mut client: TcpStream, peer: SocketAddr) {
-    let _ = client.set_nodelay(true);
+    // `client` has TCP_NODELAY from the listener (see `bind`).
     let choice = pool.choose(peer.ip());
     let connect_timeout = pool.config().connect_timeout;
     for &i in &choice.candidates {
@@ -96,4 +106,30 @@ async fn handle(pool: Arc<Pool>, mut client: TcpStream, peer: SocketAddr) {
     // than an empty reply.
     pool.metrics.no_endpoint.inc();
     let _ = client.set_zero_linger();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_sockets_inherit_nodelay_and_shared_listeners_coexist() {
+        let first =
+            TcpListener::from_std(bind("127.0.0.1:0".parse().unwrap(), true).unwrap()).unwrap();
+        let addr = first.local_addr().unwrap();
+        // A second worker's socket on the same address.
+        let second = TcpListener::from_std(bind(addr, true).unwrap()).unwrap();
+        // Without SO_REUSEPORT the address stays exclusive.
+        assert!(bind(addr, false).is_err());
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let accepted = tokio::select! {
+            a = first.accept() => a,
+            a = second.accept() => a,
+        };
+        let (server, _) = accepted.unwrap();
+        assert!(
+            server.nodelay().unwrap(),
+            "the kernel copies TCP_NODELAY from the listener"
+        );
+    }
 }
