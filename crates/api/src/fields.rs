@@ -251,20 +251,24 @@ pub fn json_field(obj: &serde_json::Value, field: &str) -> Option<String> {
         "status.podIPs" => "status.podIPs.0.ip",
         other => other,
     };
-    let mut cur = obj;
-    for part in path.split('.') {
-        cur = match cur {
-            serde_json::Value::Array(a) => a.get(part.parse::<usize>().ok()?)?,
-            other => other.get(part)?,
-        };
-    }
-    match cur {
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Bool(b) => Some(b.to_string()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-    .or(match field {
+    // A closure, so that a missing step ends the walk, not the function:
+    // the defaults below apply to absent fields.
+    let walk = || {
+        let mut cur = obj;
+        for part in path.split('.') {
+            cur = match cur {
+                serde_json::Value::Array(a) => a.get(part.parse::<usize>().ok()?)?,
+                other => other.get(part)?,
+            };
+        }
+        match cur {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Bool(b) => Some(b.to_string()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    };
+    walk().or(match field {
         "spec.hostNetwork" | "spec.unschedulable" => Some("false".into()),
         _ => None,
     })

@@ -59,6 +59,18 @@ impl LabelSet {
         self.0.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
     }
 
+    /// The pairs as the shared strings they are, sorted by key (for
+    /// indexes keyed by them, which then need no copies).
+    pub fn pairs(&self) -> &[(Arc<str>, Arc<str>)] {
+        &self.0
+    }
+
+    /// Whether every pair of `selector` is among these labels (an
+    /// equality-based selector, such as a Service's, held as a set).
+    pub fn contains_all(&self, selector: &LabelSet) -> bool {
+        selector.iter().all(|(k, v)| self.label(k) == Some(v))
+    }
+
     /// Number of labels.
     pub fn len(&self) -> usize {
         self.0.len()

@@ -11,6 +11,7 @@ pub mod fields;
 pub mod intern;
 pub mod labels;
 pub mod names;
+pub mod pack;
 pub mod resource;
 pub mod smp;
 pub mod status;

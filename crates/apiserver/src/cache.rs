@@ -23,17 +23,16 @@ use crate::pack::{Packed, Packer};
 /// One object as the cache holds it.
 #[derive(Debug)]
 pub struct Cached {
-    /// Storage key.
-    pub key: String,
+    /// Storage key (the type's map shares this allocation; the name is its
+    /// last segment).
+    pub key: Arc<str>,
     /// Namespace, for namespaced types ([interned](switchboard_api::intern)).
     pub namespace: Option<Arc<str>>,
-    /// Name.
-    pub name: String,
     /// Labels, for label selectors.
     pub labels: LabelSet,
     /// Values of the selectable fields of this kind beside name and
-    /// namespace (interned: `spec.nodeName`, `status.phase` repeat).
-    pub fields: Box<[(&'static str, Arc<str>)]>,
+    /// namespace.
+    pub fields: FieldValues,
     /// The object's JSON with `metadata.resourceVersion` set, packed
     /// ([`crate::pack`]).
     pub json: Packed,
@@ -44,16 +43,19 @@ pub struct Cached {
 }
 
 impl Cached {
-    /// The value of a selectable field, for field selectors.
-    pub fn field(&self, path: &str) -> Option<&str> {
+    /// `metadata.name`: the key's last segment (a name holds no `/`, and
+    /// `from_stored` keeps only objects whose key ends in their name).
+    pub fn name(&self) -> &str {
+        self.key.rsplit('/').next().unwrap_or_default()
+    }
+
+    /// The value of a selectable field, for field selectors; `rt` is the
+    /// object's type.
+    pub fn field(&self, rt: &ResourceType, path: &str) -> Option<&str> {
         match path {
-            "metadata.name" => Some(&self.name),
+            "metadata.name" => Some(self.name()),
             "metadata.namespace" => Some(self.namespace.as_deref().unwrap_or("")),
-            _ => self
-                .fields
-                .iter()
-                .find(|(f, _)| *f == path)
-                .map(|(_, v)| &**v),
+            _ => self.fields.get(rt, path),
         }
     }
 
@@ -69,10 +71,12 @@ impl Cached {
         let mut obj: Value = serde_json::from_slice(value).ok()?;
         object::set_resource_version(&mut obj, rv);
         let meta = obj.get("metadata");
-        let name = meta
-            .and_then(|m| m.get("name"))
-            .and_then(Value::as_str)?
-            .to_string();
+        let name = meta.and_then(|m| m.get("name")).and_then(Value::as_str)?;
+        if key.rsplit('/').next() != Some(name) {
+            // The registry writes every object under its own name; a value
+            // that says otherwise is not one of its objects.
+            return None;
+        }
         let namespace = meta
             .and_then(|m| m.get("namespace"))
             .and_then(Value::as_str)
@@ -93,22 +97,72 @@ impl Cached {
             .and_then(Value::as_str)
             .and_then(|t| t.parse::<jiff::Timestamp>().ok())
             .map(|t| t.as_second());
-        let fields = switchboard_api::fields::supported_fields(rt.kind)
-            .iter()
-            .filter(|f| !f.starts_with("metadata."))
-            .filter_map(|f| Some((*f, intern(&switchboard_api::fields::json_field(&obj, f)?))))
-            .collect();
+        let fields = FieldValues::of(rt, &obj);
         let json = packer.pack(&serde_json::to_vec(&obj).ok()?);
         Some(Cached {
-            key: key.to_string(),
+            key: Arc::from(key),
             namespace,
-            name,
             labels,
             fields,
             json,
             rv,
             deletion,
         })
+    }
+}
+
+/// The values of an object's selectable fields (beside name and namespace)
+/// in one allocation: for each field present, its index in
+/// [`switchboard_api::fields::supported_fields`] (one byte), its length (two
+/// bytes, little-endian) and its bytes.
+///
+/// A pod has eight such fields; as a slice of (name, interned value) pairs
+/// they took 256 bytes per cached version, and each pod IP an interned
+/// string of its own. Packed they take about 80. A value longer than 64 KiB
+/// (none of these fields holds one) counts as absent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldValues(Box<[u8]>);
+
+impl FieldValues {
+    /// The values of `obj`, an object of type `rt`.
+    pub fn of(rt: &ResourceType, obj: &Value) -> FieldValues {
+        let mut out = Vec::new();
+        for (i, f) in switchboard_api::fields::supported_fields(rt.kind)
+            .iter()
+            .enumerate()
+        {
+            if f.starts_with("metadata.") {
+                continue;
+            }
+            let Some(value) = switchboard_api::fields::json_field(obj, f) else {
+                continue;
+            };
+            let (Ok(index), Ok(len)) = (u8::try_from(i), u16::try_from(value.len())) else {
+                continue;
+            };
+            out.push(index);
+            out.extend_from_slice(&len.to_le_bytes());
+            out.extend_from_slice(value.as_bytes());
+        }
+        FieldValues(out.into_boxed_slice())
+    }
+
+    /// The value of `path` for an object of type `rt`, if present.
+    pub fn get(&self, rt: &ResourceType, path: &str) -> Option<&str> {
+        let want = switchboard_api::fields::supported_fields(rt.kind)
+            .iter()
+            .position(|f| *f == path)?;
+        let mut rest: &[u8] = &self.0;
+        while let [index, l0, l1, tail @ ..] = rest {
+            let len = usize::from(u16::from_le_bytes([*l0, *l1]));
+            let (value, after) = tail.split_at_checked(len)?;
+            if usize::from(*index) == want {
+                // Written from a `str` by `of`, whole.
+                return std::str::from_utf8(value).ok();
+            }
+            rest = after;
+        }
+        None
     }
 }
 
@@ -182,13 +236,16 @@ impl CacheEvent {
 }
 
 struct TypeState {
-    objects: BTreeMap<String, Arc<Cached>>,
+    objects: BTreeMap<Arc<str>, Arc<Cached>>,
     history: VecDeque<Arc<CacheEvent>>,
     /// Sum of [`CacheEvent::weight`] over `history`.
     history_bytes: usize,
     /// Every event of this type after this revision is in `history`.
     oldest: Revision,
 }
+
+/// Events a type's broadcast buffer holds for watchers that are behind.
+pub const BROADCAST_SLOTS: usize = 512;
 
 /// The cache of one resource type.
 pub struct TypeCache {
@@ -203,15 +260,60 @@ pub struct TypeCache {
 pub struct Subscription {
     /// Events after the requested revision, oldest first.
     pub backlog: Vec<Arc<CacheEvent>>,
-    /// Live events after the backlog.
-    pub live: broadcast::Receiver<Arc<CacheEvent>>,
+    live: broadcast::Receiver<Arc<CacheEvent>>,
+    /// Events taken from the history after falling behind, still to hand out.
+    replay: VecDeque<Arc<CacheEvent>>,
+    /// The revision of the last event handed out (or accounted for by the
+    /// backlog): the next one is after it.
+    at: Revision,
+}
+
+impl Subscription {
+    /// The next event after the backlog, in revision order; `None` when the
+    /// feed ends: the cache is gone, or the subscriber fell so far behind
+    /// that the history no longer holds what it missed (its client then
+    /// resumes from its last revision, or relists on 410).
+    ///
+    /// The broadcast buffer is only the fast path: a subscriber that falls
+    /// behind it catches up from the history of `cache`, the type cache it
+    /// came from. Cancel-safe: nothing is lost when the future is dropped.
+    pub async fn next(&mut self, cache: &TypeCache) -> Option<Arc<CacheEvent>> {
+        loop {
+            if let Some(event) = self.replay.pop_front() {
+                self.at = event.rv();
+                return Some(event);
+            }
+            match self.live.recv().await {
+                Ok(event) => {
+                    self.at = event.rv();
+                    return Some(event);
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    let fresh = cache.subscribe(Some(self.at)).ok()?;
+                    // The backlog is every event after `at` up to where the
+                    // new live feed starts; `at` moves on as they go out.
+                    self.live = fresh.live;
+                    self.replay = fresh.backlog.into();
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// Whether no event is waiting to be handed out right now.
+    pub fn is_idle(&self) -> bool {
+        self.replay.is_empty() && self.live.is_empty()
+    }
 }
 
 impl TypeCache {
     fn new(rt: &'static ResourceType, limits: History, start: Revision) -> Self {
-        // The broadcast buffer bounds how far a slow watcher may fall behind
-        // before it is closed (it then resumes from its last revision).
-        let (tx, _) = broadcast::channel(limits.events.max(1024));
+        // The broadcast buffer is only the fast path: a watcher that falls
+        // further behind resumes from the history (`subscribe` at its last
+        // revision). Sized like the history, every type would hold 16k slots
+        // and keep that many superseded objects alive past the history's
+        // byte limit.
+        let (tx, _) = broadcast::channel(BROADCAST_SLOTS);
         Self {
             rt,
             state: RwLock::new(TypeState {
@@ -246,12 +348,12 @@ impl TypeCache {
     pub fn list(&self, prefix: &str, start_after: Option<&str>) -> Vec<Arc<Cached>> {
         let state = self.read();
         let lower = match start_after {
-            Some(k) if k >= prefix => std::ops::Bound::Excluded(k.to_string()),
-            _ => std::ops::Bound::Included(prefix.to_string()),
+            Some(k) if k >= prefix => std::ops::Bound::Excluded(k),
+            _ => std::ops::Bound::Included(prefix),
         };
         state
             .objects
-            .range((lower, std::ops::Bound::Unbounded))
+            .range::<str, _>((lower, std::ops::Bound::Unbounded))
             .take_while(|(k, _)| k.starts_with(prefix))
             .map(|(_, v)| v.clone())
             .collect()
@@ -275,6 +377,7 @@ impl TypeCache {
         // Subscribing under the lock that publication takes for writing means
         // no event falls between the backlog and the live feed.
         let live = self.tx.subscribe();
+        let at = state.history.back().map_or(state.oldest, |e| e.rv());
         let backlog = match after {
             None => state
                 .objects
@@ -297,7 +400,12 @@ impl TypeCache {
                 state.history.iter().skip(skip).cloned().collect()
             }
         };
-        Ok(Subscription { backlog, live })
+        Ok(Subscription {
+            backlog,
+            live,
+            replay: VecDeque::new(),
+            at,
+        })
     }
 
     fn publish(&self, state: &mut TypeState, event: CacheEvent) {
@@ -342,7 +450,7 @@ impl TypeCache {
 
     /// Replaces the whole content after the store watch broke: publishes the
     /// difference as events at `rv`, so watchers stay consistent.
-    fn resync(&self, fresh: BTreeMap<String, Arc<Cached>>, rv: Revision) {
+    fn resync(&self, fresh: BTreeMap<Arc<str>, Arc<Cached>>, rv: Revision) {
         let mut state = self.write();
         let old = std::mem::take(&mut state.objects);
         for (key, obj) in &old {
@@ -350,7 +458,6 @@ impl TypeCache {
                 let gone = Arc::new(Cached {
                     key: obj.key.clone(),
                     namespace: obj.namespace.clone(),
-                    name: obj.name.clone(),
                     labels: obj.labels.clone(),
                     fields: obj.fields.clone(),
                     json: obj.json.clone(),
@@ -455,8 +562,9 @@ impl WatchCache {
     fn load(
         &self,
         kvs: &[KeyValue],
-    ) -> HashMap<&'static ResourceType, BTreeMap<String, Arc<Cached>>> {
-        let mut out: HashMap<&'static ResourceType, BTreeMap<String, Arc<Cached>>> = HashMap::new();
+    ) -> HashMap<&'static ResourceType, BTreeMap<Arc<str>, Arc<Cached>>> {
+        let mut out: HashMap<&'static ResourceType, BTreeMap<Arc<str>, Arc<Cached>>> =
+            HashMap::new();
         for rt in switchboard_api::RESOURCES {
             out.insert(rt, BTreeMap::new());
         }
@@ -469,7 +577,7 @@ impl WatchCache {
                 Some(obj) => {
                     out.entry(rt)
                         .or_default()
-                        .insert(kv.key.clone(), Arc::new(obj));
+                        .insert(obj.key.clone(), Arc::new(obj));
                 }
                 None => {
                     tracing::warn!(key = %kv.key, "stored object is not valid JSON; not served")
@@ -529,5 +637,101 @@ impl WatchCache {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_maps() -> &'static ResourceType {
+        switchboard_api::RESOURCES
+            .iter()
+            .find(|rt| rt.kind == "ConfigMap")
+            .expect("ConfigMaps are served")
+    }
+
+    fn put(cache: &TypeCache, i: i64) {
+        let json = format!(
+            r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"c{i}","namespace":"default"}},"data":{{"v":"{i}"}}}}"#
+        );
+        let key = format!("/registry/configmaps/default/c{i}");
+        let obj = Cached::from_stored(cache.rt, &key, json.as_bytes(), i, &cache.packer)
+            .expect("a valid object");
+        cache.apply(EventKind::Put, obj);
+    }
+
+    #[test]
+    fn field_values_come_back_as_the_json_has_them() {
+        let pods = ResourceType::lookup("pods").expect("Pods are served");
+        let pod = serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ns"},
+            "spec": {"nodeName": "node-1", "restartPolicy": "Always"},
+            "status": {"phase": "Running", "podIP": "10.0.0.7", "podIPs": [{"ip": "10.0.0.7"}]}
+        });
+        let fields = FieldValues::of(pods, &pod);
+        for (path, want) in [
+            ("spec.nodeName", Some("node-1")),
+            ("spec.restartPolicy", Some("Always")),
+            ("spec.hostNetwork", Some("false")),
+            ("status.phase", Some("Running")),
+            ("status.podIP", Some("10.0.0.7")),
+            ("status.podIPs", Some("10.0.0.7")),
+            ("spec.schedulerName", None),
+            ("status.nominatedNodeName", None),
+            ("no.such.field", None),
+        ] {
+            assert_eq!(fields.get(pods, path), want, "{path}");
+        }
+        let bytes = serde_json::to_vec(&pod).expect("serializes");
+        let cached =
+            Cached::from_stored(pods, "/registry/pods/ns/p", &bytes, 3, &Packer::default())
+                .expect("a valid pod");
+        assert_eq!(cached.field(pods, "metadata.name"), Some("p"));
+        assert_eq!(cached.field(pods, "metadata.namespace"), Some("ns"));
+        assert_eq!(cached.field(pods, "spec.nodeName"), Some("node-1"));
+        // A value under another object's key is not served.
+        assert!(
+            Cached::from_stored(pods, "/registry/pods/ns/q", &bytes, 3, &Packer::default())
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_behind_the_broadcast_buffer_catches_up_from_the_history() {
+        let limits = History {
+            events: 10_000,
+            bytes: 64 << 20,
+        };
+        let cache = TypeCache::new(config_maps(), limits, 0);
+        let mut sub = cache.subscribe(Some(0)).expect("at the start");
+        let n = (BROADCAST_SLOTS * 3) as i64;
+        for i in 1..=n {
+            put(&cache, i);
+        }
+        // Nothing was received while the events went out, so the receiver
+        // has lagged; every event still arrives, once, in order.
+        for i in 1..=n {
+            let event = sub.next(&cache).await.expect("the feed goes on");
+            assert_eq!(event.rv(), i);
+        }
+        assert!(sub.is_idle());
+        put(&cache, n + 1);
+        let event = sub.next(&cache).await.expect("the live feed again");
+        assert_eq!(event.rv(), n + 1);
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_behind_the_whole_history_is_ended() {
+        let limits = History {
+            events: 10,
+            bytes: 64 << 20,
+        };
+        let cache = TypeCache::new(config_maps(), limits, 0);
+        let mut sub = cache.subscribe(Some(0)).expect("at the start");
+        for i in 1..=(BROADCAST_SLOTS * 2) as i64 {
+            put(&cache, i);
+        }
+        assert!(sub.next(&cache).await.is_none());
     }
 }

@@ -18,7 +18,6 @@ use serde_json::{Value, json};
 use switchboard_api::ResourceType;
 use switchboard_api::fields::FieldSelector;
 use switchboard_api::labels::Selector;
-use tokio::sync::broadcast::error::RecvError;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::cache::{CacheEvent, Cached, EventType, StartError};
@@ -432,7 +431,7 @@ async fn dispatch(
                 .filter(|o| filter.matches(o))
             {
                 match registry
-                    .delete(rt, obj.namespace.as_deref(), &obj.name, &options)
+                    .delete(rt, obj.namespace.as_deref(), obj.name(), &options)
                     .await
                 {
                     Ok(v) => deleted.push(v),
@@ -536,6 +535,7 @@ fn prefix_of(rt: &ResourceType, ns: Option<&str>) -> String {
 
 /// The label and field selectors of a list or watch.
 struct Filter {
+    rt: &'static ResourceType,
     namespace: Option<String>,
     labels: Option<Selector>,
     fields: Option<FieldSelector>,
@@ -543,7 +543,7 @@ struct Filter {
 
 impl Filter {
     fn new(
-        rt: &ResourceType,
+        rt: &'static ResourceType,
         ns: Option<&str>,
         query: &HashMap<String, String>,
     ) -> ApiResult<Filter> {
@@ -566,6 +566,7 @@ impl Filter {
             None => None,
         };
         Ok(Filter {
+            rt,
             namespace: ns.filter(|_| rt.namespaced).map(str::to_string),
             labels,
             fields,
@@ -580,7 +581,7 @@ impl Filter {
             && self
                 .fields
                 .as_ref()
-                .is_none_or(|s| s.matches(&|f| obj.field(f).map(str::to_string)))
+                .is_none_or(|s| s.matches(&|f| obj.field(self.rt, f).map(str::to_string)))
     }
 
     /// The watch line for an event as this filter sees it: an object that
@@ -707,15 +708,14 @@ async fn list(
     let mut next = None;
     if limit > 0 && items.len() > limit {
         items.truncate(limit);
-        let last = items.last().map(|o| o.key.clone()).unwrap_or_default();
+        let last = items.last().map(|o| o.key.to_string()).unwrap_or_default();
         let token =
             serde_json::to_vec(&ContinueToken { rv, start: last }).expect("a token serializes");
         next = Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token));
     }
-    Ok(json_response(
-        StatusCode::OK,
-        list_body(rt, &items, rv, next.as_deref()),
-    ))
+    let chunks = list_body(rt, items, rv, next.as_deref());
+    let stream = futures::stream::iter(chunks.map(Ok::<_, Infallible>));
+    Ok(json_response(StatusCode::OK, Body::from_stream(stream)))
 }
 
 /// Decrements the open-watch gauge when a watch ends, however it ends.
@@ -797,9 +797,9 @@ async fn watch(
                 let deadline = tokio::time::sleep(timeout);
                 tokio::pin!(deadline);
                 let mut last_rv = start.unwrap_or(0);
-                for event in &sub.backlog {
+                for event in std::mem::take(&mut sub.backlog) {
                     last_rv = last_rv.max(event.rv());
-                    if let Some(line) = filter.render(event)
+                    if let Some(line) = filter.render(&event)
                         && tx.send(Ok(line)).await.is_err()
                     {
                         return;
@@ -818,24 +818,22 @@ async fn watch(
                 tick.reset();
                 loop {
                     tokio::select! {
-                        event = sub.live.recv() => match event {
-                            Ok(event) => {
-                                last_rv = last_rv.max(event.rv());
-                                if let Some(line) = filter.render(&event)
-                                    && tx.send(Ok(line)).await.is_err()
-                                {
-                                    return;
-                                }
+                        event = sub.next(&type_cache) => {
+                            // None: the cache is gone, or this watcher fell
+                            // behind the whole history; its client resumes.
+                            let Some(event) = event else { return };
+                            last_rv = last_rv.max(event.rv());
+                            if let Some(line) = filter.render(&event)
+                                && tx.send(Ok(line)).await.is_err()
+                            {
+                                return;
                             }
-                            // A watcher that fell behind the broadcast buffer
-                            // is closed; it resumes from its last revision.
-                            Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => return,
-                        },
+                        }
                         _ = tick.tick(), if bookmarks => {
                             // Read the revision, then check nothing is queued:
                             // every event up to it has then been sent.
                             let rv = cache.revision();
-                            if sub.live.is_empty() && rv > last_rv {
+                            if sub.is_idle() && rv > last_rv {
                                 last_rv = rv;
                                 if tx.send(Ok(bookmark_line(rt, rv, false))).await.is_err() {
                                     return;

@@ -17,7 +17,7 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod object;
-pub mod pack;
+pub use switchboard_api::pack;
 pub mod registry;
 mod serve;
 pub mod strategy;

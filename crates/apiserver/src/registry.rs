@@ -691,33 +691,131 @@ fn merge_update(rt: &ResourceType, current: &Value, requested: Value, part: Part
     next
 }
 
-/// Serializes a list response from cached objects without re-encoding them.
+/// A list response from cached objects, serialized without re-encoding them
+/// and produced in chunks as the connection takes them.
+///
+/// A list of every Pod or EndpointSlice of a large cluster is tens of
+/// megabytes of JSON; built whole, each such request would hold all of it
+/// (and the allocator would keep the pages for the next one). Chunked, the
+/// server holds the item handles and about [`LIST_CHUNK`] of JSON at a time,
+/// as kube-apiserver has streamed its JSON lists since 1.33. The items are
+/// the objects at the list's revision: later changes replace the cache's
+/// entries, not these.
+pub struct ListBody {
+    head: Option<Vec<u8>>,
+    items: std::vec::IntoIter<Arc<Cached>>,
+    first: bool,
+    done: bool,
+}
+
+/// Bytes of JSON gathered before a chunk is handed to the connection.
+pub const LIST_CHUNK: usize = 64 * 1024;
+
+/// See [`ListBody`].
 pub fn list_body(
     rt: &ResourceType,
-    items: &[Arc<Cached>],
+    items: Vec<Arc<Cached>>,
     rv: i64,
     continue_token: Option<&str>,
-) -> Bytes {
-    let mut out = Vec::with_capacity(128 + items.iter().map(|i| i.json.len() + 1).sum::<usize>());
-    out.extend_from_slice(b"{\"kind\":\"");
-    out.extend_from_slice(rt.kind.as_bytes());
-    out.extend_from_slice(b"List\",\"apiVersion\":\"");
-    out.extend_from_slice(rt.api_version().as_bytes());
-    out.extend_from_slice(b"\",\"metadata\":{\"resourceVersion\":\"");
-    out.extend_from_slice(rv.to_string().as_bytes());
-    out.push(b'"');
+) -> ListBody {
+    let mut head = Vec::with_capacity(160);
+    head.extend_from_slice(b"{\"kind\":\"");
+    head.extend_from_slice(rt.kind.as_bytes());
+    head.extend_from_slice(b"List\",\"apiVersion\":\"");
+    head.extend_from_slice(rt.api_version().as_bytes());
+    head.extend_from_slice(b"\",\"metadata\":{\"resourceVersion\":\"");
+    head.extend_from_slice(rv.to_string().as_bytes());
+    head.push(b'"');
     if let Some(token) = continue_token {
-        out.extend_from_slice(b",\"continue\":");
+        head.extend_from_slice(b",\"continue\":");
         // A base64 token needs no escaping, but serialize to be safe.
-        out.extend_from_slice(&serde_json::to_vec(token).expect("a string serializes"));
+        head.extend_from_slice(&serde_json::to_vec(token).expect("a string serializes"));
     }
-    out.extend_from_slice(b"},\"items\":[");
-    for (i, item) in items.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
+    head.extend_from_slice(b"},\"items\":[");
+    ListBody {
+        head: Some(head),
+        items: items.into_iter(),
+        first: true,
+        done: false,
+    }
+}
+
+impl Iterator for ListBody {
+    type Item = Bytes;
+
+    /// The next chunk: at least [`LIST_CHUNK`] bytes unless it is the last.
+    fn next(&mut self) -> Option<Bytes> {
+        if self.done {
+            return None;
         }
-        item.json.write_to(&mut out);
+        let mut out = self.head.take().unwrap_or_default();
+        out.reserve(LIST_CHUNK + 4096);
+        while out.len() < LIST_CHUNK {
+            let Some(item) = self.items.next() else {
+                out.extend_from_slice(b"]}");
+                self.done = true;
+                break;
+            };
+            if !std::mem::take(&mut self.first) {
+                out.push(b',');
+            }
+            item.json.write_to(&mut out);
+        }
+        Some(Bytes::from(out))
     }
-    out.extend_from_slice(b"]}");
-    Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pack::Packer;
+
+    fn pods(n: usize) -> Vec<Arc<Cached>> {
+        let rt = pod_type();
+        let packer = Packer::default();
+        (0..n)
+            .map(|i| {
+                let json = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {
+                    "name": format!("pod-{i}"), "namespace": "default",
+                    "labels": {"app": "web", "pod-template-hash": "5d8f7c9b6d"}},
+                    "spec": {"containers": [{"name": "app", "image": "registry.example/app:1"}]}});
+                let key = format!("/registry/pods/default/pod-{i}");
+                let bytes = serde_json::to_vec(&json).expect("a JSON value serializes");
+                Arc::new(Cached::from_stored(rt, &key, &bytes, 7, &packer).expect("valid pod"))
+            })
+            .collect()
+    }
+
+    fn pod_type() -> &'static ResourceType {
+        switchboard_api::RESOURCES
+            .iter()
+            .find(|rt| rt.kind == "Pod")
+            .expect("Pods are served")
+    }
+
+    #[test]
+    fn a_chunked_list_is_one_valid_list_of_every_item() {
+        for n in [0, 1, 2, 1000] {
+            let chunks: Vec<Bytes> = list_body(pod_type(), pods(n), 42, Some("tok")).collect();
+            // Every chunk but the last is at least LIST_CHUNK long, so a
+            // long list really is cut up and a short one is one chunk.
+            let (last, rest) = chunks.split_last().expect("at least one chunk");
+            assert!(rest.iter().all(|c| c.len() >= LIST_CHUNK), "n={n}");
+            assert!(!last.is_empty());
+            if n == 1000 {
+                assert!(chunks.len() > 1, "a 1000-pod list in one chunk");
+            }
+            let body: Vec<u8> = chunks.iter().flat_map(|c| c.to_vec()).collect();
+            let list: Value = serde_json::from_slice(&body).expect("the body is JSON");
+            assert_eq!(list["kind"], "PodList");
+            assert_eq!(list["metadata"]["resourceVersion"], "42");
+            assert_eq!(list["metadata"]["continue"], "tok");
+            let items = list["items"].as_array().expect("items");
+            assert_eq!(items.len(), n);
+            for (i, item) in items.iter().enumerate() {
+                assert_eq!(item["metadata"]["name"], format!("pod-{i}"));
+                assert_eq!(item["metadata"]["resourceVersion"], "7");
+            }
+        }
+    }
 }

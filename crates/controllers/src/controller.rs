@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Client;
 use kube::api::{Api, DeleteParams, PostParams};
@@ -45,8 +45,9 @@ use crate::endpointslice::{
 use crate::index::Owned;
 use crate::jsonstore::JsonStore;
 use crate::podcache::PodCache;
+use crate::podfeed::PodFeed;
 use crate::podutil;
-use crate::podutil::PodInfo;
+use crate::podview::PodView;
 use crate::queue::WorkQueue;
 
 /// How long an unmet write expectation holds back a Service's sync.
@@ -192,16 +193,26 @@ impl Metrics {
 /// Drop the future to stop it.
 pub async fn run(client: Client, mut config: Config) -> Result<(), Error> {
     config.validate()?;
+    // Both controllers' pod caches are fed by one watch; it starts once
+    // each has subscribed.
+    let pods = PodFeed::default();
+    let stopped = || Error::Stopped {
+        what: "Pod watch".to_owned(),
+    };
     match config.workloads.take() {
-        None => run_endpointslices(client, config).await,
+        None => tokio::select! {
+            r = run_endpointslices(client.clone(), config, &pods) => r,
+            () = pods.run(client, 1) => Err(stopped()),
+        },
         Some(workloads) => tokio::select! {
-            r = run_endpointslices(client.clone(), config) => r,
-            r = crate::workloads::run(client, workloads) => r,
+            r = run_endpointslices(client.clone(), config, &pods) => r,
+            r = crate::workloads::run(client.clone(), workloads, &pods) => r,
+            () = pods.run(client, 2) => Err(stopped()),
         },
     }
 }
 
-async fn run_endpointslices(client: Client, config: Config) -> Result<(), Error> {
+async fn run_endpointslices(client: Client, config: Config, pods: &PodFeed) -> Result<(), Error> {
     let metrics = config.metrics.clone().unwrap_or_default();
 
     let shared = Arc::new(Shared {
@@ -234,11 +245,7 @@ async fn run_endpointslices(client: Client, config: Config) -> Result<(), Error>
     }
     {
         let s = Arc::clone(&shared);
-        let stream = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default());
-        tasks.spawn(async move {
-            drive(stream, |ev| s.on_pod(ev)).await;
-            "Pod watch"
-        });
+        pods.subscribe(move |ev| s.on_pod(ev));
     }
     {
         let s = Arc::clone(&shared);
@@ -467,24 +474,20 @@ impl Shared {
         }
     }
 
-    fn on_pod(&self, ev: Event<Pod>) {
+    fn on_pod(&self, ev: &Event<Arc<PodView>>) {
         let concerned = match ev {
             Event::Apply(pod) => {
-                let pod = PodInfo::from(&pod);
                 let (old, concerned) = self.pods.insert(pod.clone());
-                if old.as_deref() == Some(&pod) {
+                if old.as_deref().map(|o| &o.info) == Some(&pod.info) {
                     // Nothing an endpoint shows changed (Kubernetes
                     // `podEndpointsChanged`): a status-only update.
                     return;
                 }
                 concerned
             }
-            Event::Delete(pod) => {
-                let pod = PodInfo::from(&pod);
-                self.pods.remove(&pod.namespace, &pod.name).1
-            }
+            Event::Delete(pod) => self.pods.remove(&pod.namespace, &pod.name).1,
             Event::Init => return self.pods.relist_begin(),
-            Event::InitApply(pod) => return self.pods.relist_add(PodInfo::from(&pod)),
+            Event::InitApply(pod) => return self.pods.relist_add(pod.clone()),
             Event::InitDone => {
                 self.pods.relist_done();
                 return self.enqueue_all_services();
@@ -778,6 +781,8 @@ pub(crate) fn is_not_found(e: &kube::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::podutil::PodInfo;
+    use k8s_openapi::api::core::v1::Pod;
 
     #[test]
     fn config_ranges_follow_kubernetes() {

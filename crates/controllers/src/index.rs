@@ -8,19 +8,30 @@
 //! - [`Owned`]: the names of the EndpointSlices labelled with each Service.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use switchboard_api::intern::intern;
+use switchboard_api::labels::LabelSet;
 
 use crate::podutil::PodInfo;
 
 /// A Service's namespace and name.
 pub(crate) type ServiceKey = (String, String);
 
+/// Namespace, label key and label value, all [interned](intern): a pod's
+/// labels and namespace already are, so a lookup copies no string.
+type Pair = (Arc<str>, Arc<str>, Arc<str>);
+
 /// Service selectors, indexed by one of their pairs.
+///
+/// Selectors are held as [`LabelSet`]s: a one-pair `BTreeMap` costs a
+/// half-kilobyte node, and a cluster has one selector per Service.
 #[derive(Debug, Default)]
 pub(crate) struct Selectors {
-    selectors: HashMap<ServiceKey, BTreeMap<String, String>>,
+    selectors: HashMap<ServiceKey, LabelSet>,
     /// (namespace, label key, label value) → names of the Services whose
     /// selector is filed under that pair.
-    by_pair: HashMap<(String, String, String), HashSet<String>>,
+    by_pair: HashMap<Pair, HashSet<Box<str>>>,
 }
 
 impl Selectors {
@@ -30,20 +41,36 @@ impl Selectors {
         let Some(selector) = selector.filter(|s| !s.is_empty()) else {
             return;
         };
+        let selector = LabelSet::from(selector);
         // The first pair in key order: any pair would do.
-        let Some((k, v)) = selector.iter().next() else {
+        let Some((k, v)) = selector.pairs().first() else {
             return;
         };
         self.by_pair
-            .entry((service.0.clone(), k.clone(), v.clone()))
+            .entry((intern(&service.0), k.clone(), v.clone()))
             .or_default()
-            .insert(service.1.clone());
-        self.selectors.insert(service, selector.clone());
+            .insert(Box::from(service.1.as_str()));
+        self.selectors.insert(service, selector);
     }
 
-    /// The selector recorded for `service`.
-    pub(crate) fn get(&self, service: &ServiceKey) -> Option<&BTreeMap<String, String>> {
-        self.selectors.get(service)
+    /// Whether the selector recorded for `service` is `selector` (`None`:
+    /// none recorded).
+    pub(crate) fn is(
+        &self,
+        service: &ServiceKey,
+        selector: Option<&BTreeMap<String, String>>,
+    ) -> bool {
+        match (self.selectors.get(service), selector) {
+            (None, None) => true,
+            (Some(have), Some(want)) => {
+                have.len() == want.len()
+                    && have
+                        .iter()
+                        .zip(want)
+                        .all(|((hk, hv), (wk, wv))| hk == wk && hv == wv)
+            }
+            _ => false,
+        }
     }
 
     /// Forgets `service`.
@@ -51,10 +78,10 @@ impl Selectors {
         let Some(old) = self.selectors.remove(service) else {
             return;
         };
-        if let Some((k, v)) = old.iter().next() {
-            let pair = (service.0.clone(), k.clone(), v.clone());
+        if let Some((k, v)) = old.pairs().first() {
+            let pair = (intern(&service.0), k.clone(), v.clone());
             if let Some(names) = self.by_pair.get_mut(&pair) {
-                names.remove(&service.1);
+                names.remove(service.1.as_str());
                 if names.is_empty() {
                     self.by_pair.remove(&pair);
                 }
@@ -70,16 +97,19 @@ impl Selectors {
 
     /// The Services of the pod's namespace whose selector matches it.
     pub(crate) fn selecting(&self, pod: &PodInfo) -> Vec<ServiceKey> {
-        let ns = pod.namespace.to_string();
         let mut out = Vec::new();
-        for (k, v) in pod.labels.iter() {
-            let pair = (ns.clone(), k.to_owned(), v.to_owned());
+        for (k, v) in pod.labels.pairs() {
+            let pair = (pod.namespace.clone(), k.clone(), v.clone());
             let Some(names) = self.by_pair.get(&pair) else {
                 continue;
             };
             for name in names {
-                let key = (ns.clone(), name.clone());
-                if self.selectors.get(&key).is_some_and(|s| pod.matches(s)) {
+                let key = (pod.namespace.to_string(), name.to_string());
+                if self
+                    .selectors
+                    .get(&key)
+                    .is_some_and(|s| pod.labels.contains_all(s))
+                {
                     out.push(key);
                 }
             }

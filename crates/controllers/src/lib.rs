@@ -21,11 +21,13 @@ mod jsonstore;
 pub mod nodelifecycle;
 pub mod ownership;
 mod podcache;
+mod podfeed;
 mod podutil;
 pub mod podview;
 mod queue;
 pub mod replicaset;
 pub mod scheduler;
+pub mod uid;
 pub mod workloads;
 
 pub use controller::{Config, Error, Metrics, run};

@@ -1,4 +1,5 @@
-//! Every Pod of the cluster, reduced to a [`PodInfo`], with the Services
+//! Every Pod of the cluster, as the shared [`PodView`] (the endpoints
+//! controllers read its [`PodInfo`](crate::PodInfo)), with the Services
 //! that select each one.
 //!
 //! This takes the place of a kube-runtime reflector store for Pods, for two
@@ -17,9 +18,9 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::sync::watch;
 
 use crate::index::{Selectors, ServiceKey};
-use crate::podutil::PodInfo;
+use crate::podview::PodView;
 
-type Namespaces = HashMap<Arc<str>, HashMap<Box<str>, Arc<PodInfo>>>;
+type Namespaces = HashMap<Arc<str>, HashMap<Box<str>, Arc<PodView>>>;
 
 #[derive(Default)]
 struct State {
@@ -58,7 +59,7 @@ impl State {
     /// Recomputes every membership from the pods (after a relist).
     fn refile_all(&mut self) {
         self.members.clear();
-        let pods: Vec<Arc<PodInfo>> = self
+        let pods: Vec<Arc<PodView>> = self
             .pods
             .values()
             .flat_map(|ns| ns.values().cloned())
@@ -100,9 +101,8 @@ impl PodCache {
     /// Stores `pod`; returns the version it replaced and the Services that
     /// select the pod now or did before (so a pod that stops matching still
     /// gets its old Service synced).
-    pub(crate) fn insert(&self, pod: PodInfo) -> (Option<Arc<PodInfo>>, Vec<ServiceKey>) {
+    pub(crate) fn insert(&self, pod: Arc<PodView>) -> (Option<Arc<PodView>>, Vec<ServiceKey>) {
         let mut state = self.write();
-        let pod = Arc::new(pod);
         let old = state
             .pods
             .entry(pod.namespace.clone())
@@ -126,7 +126,7 @@ impl PodCache {
         &self,
         namespace: &str,
         name: &str,
-    ) -> (Option<Arc<PodInfo>>, Vec<ServiceKey>) {
+    ) -> (Option<Arc<PodView>>, Vec<ServiceKey>) {
         let mut state = self.write();
         let Some(ns) = state.pods.get_mut(namespace) else {
             return (None, Vec::new());
@@ -149,13 +149,13 @@ impl PodCache {
     }
 
     /// One pod of the relist in progress.
-    pub(crate) fn relist_add(&self, pod: PodInfo) {
+    pub(crate) fn relist_add(&self, pod: Arc<PodView>) {
         let mut state = self.write();
         let relist = state.relist.get_or_insert_with(Namespaces::new);
         relist
             .entry(pod.namespace.clone())
             .or_default()
-            .insert(pod.name.clone(), Arc::new(pod));
+            .insert(pod.name.clone(), pod);
     }
 
     /// The relist is complete: its pods become the content, and the cache
@@ -187,7 +187,7 @@ impl PodCache {
     ) {
         let mut state = self.write();
         let selector = selector.filter(|s| !s.is_empty());
-        if state.selectors.get(&service) == selector {
+        if state.selectors.is(&service, selector) {
             // Most Service updates leave the selector alone; the
             // memberships stand.
             return;
@@ -232,7 +232,7 @@ impl PodCache {
     }
 
     /// The pods the Service's selector matches.
-    pub(crate) fn selected_by(&self, service: &ServiceKey) -> Vec<Arc<PodInfo>> {
+    pub(crate) fn selected_by(&self, service: &ServiceKey) -> Vec<Arc<PodView>> {
         let state = self.read();
         let (Some(names), Some(pods)) = (
             state.members.get(service),
@@ -256,12 +256,12 @@ mod tests {
     use k8s_openapi::api::core::v1::Pod;
     use switchboard_api::labels::Labels as _;
 
-    fn pod(ns: &str, name: &str, app: &str) -> PodInfo {
+    fn pod(ns: &str, name: &str, app: &str) -> Arc<PodView> {
         let mut p = Pod::default();
         p.metadata.namespace = Some(ns.into());
         p.metadata.name = Some(name.into());
         p.metadata.labels = Some([("app".to_owned(), app.to_owned())].into());
-        PodInfo::from(&p)
+        Arc::new(PodView::from(&p))
     }
 
     fn selects(app: &str) -> BTreeMap<String, String> {

@@ -11,6 +11,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use switchboard_api::intern::intern;
 use switchboard_api::labels::{LabelSet, Labels as _};
 
+use crate::uid::Uid;
+
 /// The selector the controllers act on, or `None` when the Service gets no
 /// endpoints from them.
 ///
@@ -55,8 +57,8 @@ pub struct PodInfo {
     pub namespace: Arc<str>,
     /// `metadata.name`.
     pub name: Box<str>,
-    /// `metadata.uid`.
-    pub uid: Option<Box<str>>,
+    /// `metadata.uid` (empty when unset).
+    pub uid: Uid,
     /// `metadata.labels`.
     pub labels: LabelSet,
     /// `status.podIPs` (or `status.podIP`), parsed, in status order.
@@ -142,7 +144,7 @@ impl From<&Pod> for PodInfo {
         PodInfo {
             namespace: intern(meta.namespace.as_deref().unwrap_or_default()),
             name: Box::from(meta.name.as_deref().unwrap_or_default()),
-            uid: boxed(&meta.uid),
+            uid: Uid::new(meta.uid.as_deref().unwrap_or_default()),
             labels,
             ips: ips.into(),
             ready,
@@ -213,7 +215,7 @@ impl PodInfo {
             kind: Some("Pod".to_owned()),
             namespace: Some(self.namespace.to_string()),
             name: Some(self.name.to_string()),
-            uid: self.uid.as_deref().map(str::to_owned),
+            uid: Some(self.uid.to_string()).filter(|u| !u.is_empty()),
             ..Default::default()
         }
     }

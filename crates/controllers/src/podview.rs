@@ -1,8 +1,10 @@
-//! What the workload controllers (ReplicaSets, the scheduler, node
-//! lifecycle, the garbage collector) need of a Pod, reduced from the typed
-//! object as it arrives from the watch, as [`crate::PodInfo`] is for the
-//! endpoints controllers: a typed Pod with a Deployment's template costs
-//! kilobytes, this view a few hundred bytes.
+//! What the controllers need of a Pod, reduced from the typed object as it
+//! arrives from the watch: a typed Pod with a Deployment's template costs
+//! kilobytes, this view a few hundred bytes. It holds the endpoints
+//! controllers' [`PodInfo`] and adds what the workload controllers
+//! (ReplicaSets, the scheduler, node lifecycle, the garbage collector) read;
+//! one watch makes one view per pod, which both controllers' caches share
+//! ([`crate::podfeed`]).
 
 use std::sync::Arc;
 
@@ -11,6 +13,8 @@ use k8s_openapi::api::core::v1::{Pod, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use switchboard_api::intern::intern;
 use switchboard_api::labels::LabelSet;
+
+use crate::podutil::PodInfo;
 
 /// Annotation that orders pods for scale-down (lower cost goes first).
 pub const DELETION_COST_ANNOTATION: &str = "controller.kubernetes.io/pod-deletion-cost";
@@ -59,20 +63,15 @@ pub struct ConditionView {
     pub message: Option<Box<str>>,
 }
 
-/// See the module docs. Two views compare equal when no workload controller
-/// would decide differently between them.
+/// See the module docs. Two views compare equal when no controller would
+/// decide differently between them. The fields of [`PodInfo`] (namespace,
+/// name, uid, labels, node name, IPs, ...) are reached through `Deref`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PodView {
-    /// `metadata.namespace`.
-    pub namespace: Arc<str>,
-    /// `metadata.name`.
-    pub name: Box<str>,
-    /// `metadata.uid`.
-    pub uid: Box<str>,
+    /// What the endpoints controllers need.
+    pub info: PodInfo,
     /// `metadata.resourceVersion`, the precondition of ownership patches.
     pub resource_version: Box<str>,
-    /// `metadata.labels`.
-    pub labels: LabelSet,
     /// `metadata.ownerReferences`.
     pub owners: Box<[OwnerReference]>,
     /// `metadata.creationTimestamp`.
@@ -82,8 +81,6 @@ pub struct PodView {
     /// `controller.kubernetes.io/pod-deletion-cost` (0 when absent or not
     /// an int32, as Kubernetes treats it).
     pub deletion_cost: i32,
-    /// `spec.nodeName`, when bound.
-    pub node_name: Option<Arc<str>>,
     /// `spec.schedulerName`, when set.
     pub scheduler_name: Option<Arc<str>>,
     /// `spec.nodeSelector`.
@@ -141,11 +138,8 @@ impl From<&Pod> for PodView {
             .max()
             .unwrap_or(0);
         PodView {
-            namespace: intern(meta.namespace.as_deref().unwrap_or_default()),
-            name: Box::from(meta.name.as_deref().unwrap_or_default()),
-            uid: Box::from(meta.uid.as_deref().unwrap_or_default()),
+            info: PodInfo::from(pod),
             resource_version: Box::from(meta.resource_version.as_deref().unwrap_or_default()),
-            labels: meta.labels.as_ref().map(LabelSet::from).unwrap_or_default(),
             owners: meta.owner_references.clone().unwrap_or_default().into(),
             created: meta.creation_timestamp.as_ref().map(|t| t.0),
             deleting: meta.deletion_timestamp.is_some(),
@@ -155,7 +149,6 @@ impl From<&Pod> for PodView {
                 .and_then(|a| a.get(DELETION_COST_ANNOTATION))
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0),
-            node_name: spec.and_then(|s| interned(s.node_name.as_ref())),
             scheduler_name: spec.and_then(|s| interned(s.scheduler_name.as_ref())),
             node_selector: spec
                 .and_then(|s| s.node_selector.as_ref())
@@ -182,6 +175,28 @@ impl From<&Pod> for PodView {
 impl AsRef<PodView> for PodView {
     fn as_ref(&self) -> &PodView {
         self
+    }
+}
+
+impl std::ops::Deref for PodView {
+    type Target = PodInfo;
+
+    fn deref(&self) -> &PodInfo {
+        &self.info
+    }
+}
+
+impl std::ops::DerefMut for PodView {
+    fn deref_mut(&mut self) -> &mut PodInfo {
+        &mut self.info
+    }
+}
+
+/// The endpoints controllers' reconcilers take anything that gives a
+/// [`PodInfo`]; the shared cache hands them its views.
+impl AsRef<PodInfo> for Arc<PodView> {
+    fn as_ref(&self) -> &PodInfo {
+        &self.info
     }
 }
 

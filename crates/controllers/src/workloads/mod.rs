@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Node;
 use kube::Client;
 use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
@@ -35,6 +35,7 @@ use tokio::task::JoinSet;
 
 use crate::controller::{Error, describe, drive, watcher};
 use crate::ownership::controller_of;
+use crate::podfeed::PodFeed;
 use crate::podview::PodView;
 use crate::queue::WorkQueue;
 use crate::{deployment, gc, nodelifecycle, replicaset, scheduler};
@@ -221,7 +222,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Run the workload controllers until a task stops (which does not happen
 /// while the process is healthy). Drop the future to stop them.
-pub async fn run(client: Client, config: Config) -> Result<(), Error> {
+pub(crate) async fn run(client: Client, config: Config, pods: &PodFeed) -> Result<(), Error> {
     config.validate()?;
     let (deployments, deployments_w) = reflector::store::<Deployment>();
     let (replicasets, replicasets_w) = reflector::store::<ReplicaSet>();
@@ -285,11 +286,7 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
     }
     {
         let s = Arc::clone(&shared);
-        let stream = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default());
-        tasks.spawn(async move {
-            drive(stream, |ev| s.on_pod(ev)).await;
-            "Pod watch (workloads)"
-        });
+        pods.subscribe(move |ev| s.on_pod(ev));
     }
 
     // Acting on partial caches would e.g. create pods a ReplicaSet already
@@ -369,23 +366,21 @@ fn selector(
 impl Shared {
     // ---- watch event handlers: apply to the cache first, then enqueue.
 
-    fn on_pod(&self, ev: Event<Pod>) {
+    fn on_pod(&self, ev: &Event<Arc<PodView>>) {
         match ev {
-            Event::Apply(pod) => {
-                let view = PodView::from(&pod);
+            Event::Apply(view) => {
                 let old = self.pods.insert(view.clone());
-                if old.as_deref() == Some(&view) {
+                if old.as_deref() == Some(&**view) {
                     return;
                 }
-                self.route_pod(old.as_deref(), Some(&view));
+                self.route_pod(old.as_deref(), Some(view));
             }
-            Event::Delete(pod) => {
-                let view = PodView::from(&pod);
+            Event::Delete(view) => {
                 let old = self.pods.remove(&view.namespace, &view.name);
-                self.route_pod(old.as_deref().or(Some(&view)), None);
+                self.route_pod(old.as_deref().or(Some(view)), None);
             }
             Event::Init => self.pods.relist_begin(),
-            Event::InitApply(pod) => self.pods.relist_add(PodView::from(&pod)),
+            Event::InitApply(view) => self.pods.relist_add(view.clone()),
             Event::InitDone => {
                 for pod in self.pods.relist_done() {
                     self.route_pod(None, Some(&pod));

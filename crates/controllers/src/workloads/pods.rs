@@ -93,8 +93,8 @@ impl Pods {
     }
 
     /// Stores `pod`; returns what it replaced.
-    pub(crate) fn insert(&self, pod: PodView) -> Option<Arc<PodView>> {
-        self.write().insert(Arc::new(pod))
+    pub(crate) fn insert(&self, pod: Arc<PodView>) -> Option<Arc<PodView>> {
+        self.write().insert(pod)
     }
 
     /// Forgets a pod; returns what was stored.
@@ -115,9 +115,9 @@ impl Pods {
         self.write().relist = Some(Vec::new());
     }
 
-    pub(crate) fn relist_add(&self, pod: PodView) {
+    pub(crate) fn relist_add(&self, pod: Arc<PodView>) {
         if let Some(buf) = self.write().relist.as_mut() {
-            buf.push(Arc::new(pod));
+            buf.push(pod);
         }
     }
 
@@ -190,8 +190,8 @@ mod tests {
     use k8s_openapi::api::core::v1::{Pod, PodSpec};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
-    fn pod(name: &str, owner: &str, node: Option<&str>) -> PodView {
-        PodView::from(&Pod {
+    fn pod(name: &str, owner: &str, node: Option<&str>) -> Arc<PodView> {
+        Arc::new(PodView::from(&Pod {
             metadata: ObjectMeta {
                 name: Some(name.into()),
                 namespace: Some("default".into()),
@@ -206,7 +206,7 @@ mod tests {
                 ..Default::default()
             }),
             status: None,
-        })
+        }))
     }
 
     #[test]

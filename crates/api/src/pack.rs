@@ -1,5 +1,7 @@
-//! The watch cache's objects, compressed: zstd against a dictionary that is
-//! itself a recent object of the same type.
+//! Objects' JSON held compressed: zstd against a dictionary that is itself
+//! a recent object of the same type. The apiserver's watch cache holds every
+//! object this way, and the controllers their stores of Services,
+//! EndpointSlices and Endpoints.
 //!
 //! Objects of one type are mostly the same bytes: every pod of a Deployment
 //! has the same spec, the same keys, the same status shape. Compressed one
@@ -12,7 +14,8 @@
 //! replaced.
 //!
 //! Unpacking costs about a microsecond per object, paid on every list and
-//! every watch event sent; the cache keeps about a tenth of the memory.
+//! every watch event sent (and on every object a controller's sync reads);
+//! the holder keeps about a tenth of the memory.
 
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
