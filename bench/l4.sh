@@ -3,16 +3,22 @@
 # (stream) and the Switchboard userspace proxy, side by side in one run,
 # against the same nginx backend, plus a direct connection to the backend
 # (the limit). Each proxy runs one worker thread: HAProxy `nbthread 1`,
-# nginx `worker_processes 1`, Switchboard with TOKIO_WORKER_THREADS=1 (its
-# whole runtime; the control plane is idle during the runs) or
-# `--proxy-threads 1` when the binary has that flag.
+# nginx `worker_processes 1`, Switchboard `--proxy-threads 1` (its data
+# plane's own single-threaded runtime; the control plane is idle during the
+# runs), or TOKIO_WORKER_THREADS=1 with a binary older than that flag.
 #
 # Two modes per target, DURATION seconds each, one wrk thread, 64
 # connections: keep-alive, and connection per request (`Connection: close`,
 # so every request is a new TCP connection through the proxy). Prints req/s,
-# p50 and p99 (wrk --latency) and the ratios. Only 127.0.0.1 traffic.
+# p50 and p99 (wrk --latency), each proxy's CPU time per request (user +
+# system ticks of its processes over the run, from /proc), and the ratios.
+# Only 127.0.0.1 traffic.
 #
-# Usage: bench/l4.sh [--no-build] [--duration S]
+# Pinning (default on 2+ cores): every proxy runs on CPU 0, wrk and the
+# backend on CPU 1 (taskset), the same for all peers, so a proxy never
+# competes with the load generator for its core.
+#
+# Usage: bench/l4.sh [--no-build] [--duration S] [--no-pin]
 # Environment: KEEP_DATA=1 keeps the work directory and logs.
 set -euo pipefail
 
@@ -22,11 +28,13 @@ REF="$ROOT/../shared/reference"
 
 build=1
 duration=10
+pin=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --no-build) build=0 ;;
     --duration) duration=$2; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    --no-pin) pin=0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -38,6 +46,7 @@ command -v nginx >/dev/null 2>&1 || need+=(nginx)
 [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || need+=(libnginx-mod-stream)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v taskset >/dev/null 2>&1 || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq
@@ -50,6 +59,13 @@ fi
 if [ "$build" = 1 ]; then
   echo "building the release binary ..." >&2
   (cd "$ROOT" && cargo build --release -p switchboard-cli) >&2
+fi
+
+# CPU sets: PROXY for the proxies, LOAD for wrk and the backend.
+if [ "$pin" = 1 ] && [ "$(nproc)" -ge 2 ]; then
+  on_proxy=(taskset -c 0) on_load=(taskset -c 1) pinning="proxies on CPU 0, wrk + backend on CPU 1"
+else
+  on_proxy=() on_load=() pinning="not pinned"
 fi
 
 WORK=$(mktemp -d /tmp/sb-l4-bench.XXXXXX)
@@ -78,7 +94,7 @@ http {
   server { listen 127.0.0.1:$BACKEND_PORT; location / { return 200 "backend-1\n"; } }
 }
 EOF
-nginx -c "$WORK/nginx-backend.conf" -p "$WORK" >"$WORK/nginx-be.log" 2>&1 &
+"${on_load[@]}" nginx -c "$WORK/nginx-backend.conf" -p "$WORK" >"$WORK/nginx-be.log" 2>&1 &
 pids+=($!)
 
 # HAProxy, mode tcp, one thread (the reference frontend l4, one server).
@@ -99,8 +115,9 @@ backend be_tcp
   balance roundrobin
   server s1 127.0.0.1:$BACKEND_PORT
 EOF
-haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
+"${on_proxy[@]}" haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
 pids+=($!)
+declare -A proc=([haproxy]=$!)
 
 # nginx stream, one worker (the reference stream block, one server).
 cat >"$WORK/nginx-proxy.conf" <<EOF
@@ -115,8 +132,9 @@ stream {
   server { listen 127.0.0.1:$NGINX_PORT; proxy_pass be; }
 }
 EOF
-nginx -c "$WORK/nginx-proxy.conf" -p "$WORK" >"$WORK/nginx-px.log" 2>&1 &
+"${on_proxy[@]}" nginx -c "$WORK/nginx-proxy.conf" -p "$WORK" >"$WORK/nginx-px.log" 2>&1 &
 pids+=($!)
+proc[nginx]=$!
 
 wait_http() { # url seconds: waits until the URL answers 200
   local deadline=$((SECONDS + $2))
@@ -136,20 +154,25 @@ wait_http "http://127.0.0.1:$NGINX_PORT/" 10 || { echo "nginx stream did not sta
 sb_url=""
 start_switchboard() {
   [ -x "$SB" ] || { echo "no $SB" >&2; return 1; }
-  local up_help flags=()
+  local up_help flags=() env=()
   up_help=$("$SB" up --help 2>/dev/null) || return 1
   grep -q -- '--proxy-mode' <<<"$up_help" || return 1
-  if grep -q -- '--proxy-threads' <<<"$up_help"; then flags+=(--proxy-threads 1); fi
+  if grep -q -- '--proxy-threads' <<<"$up_help"; then
+    flags+=(--proxy-threads 1)
+  else
+    env=(TOKIO_WORKER_THREADS=1)
+  fi
   grep -q -- '--dns-listen' <<<"$up_help" && flags+=(--dns-listen none --dns-metrics-listen none)
   grep -q -- '--proxy-metrics-listen' <<<"$up_help" && flags+=(--proxy-metrics-listen none)
   # The bench's pod is a stand-in with a hand-set status: no agent may run it.
   grep -q -- '--agent-mode' <<<"$up_help" && flags+=(--agent-mode none)
-  TOKIO_WORKER_THREADS=1 "$SB" up --data-dir "$WORK/sb" --api-listen 127.0.0.1:0 \
+  env "${env[@]}" "${on_proxy[@]}" "$SB" up --data-dir "$WORK/sb" --api-listen 127.0.0.1:0 \
     --service-cidr $SB_CIDR --node-address $SB_NODE --lb-ip-pool $SB_POOL \
     --node-name bench-node --proxy-mode userspace "${flags[@]}" \
     >"$WORK/sb.out" 2>"$WORK/sb.log" &
   sb_pid=$!
   pids+=($sb_pid)
+  proc[switchboard]=$sb_pid
   local deadline=$((SECONDS + 60))
   until grep -q 'switchboard is up' "$WORK/sb.out" 2>/dev/null; do
     [ $SECONDS -lt $deadline ] && kill -0 $sb_pid 2>/dev/null || { echo "switchboard did not start" >&2; tail -5 "$WORK/sb.log" >&2; return 1; }
@@ -191,7 +214,21 @@ else
   echo "switchboard: skipped (proxy not available)"
 fi
 
-# wrk: prints "req_per_s p50_ms p99_ms errors".
+# CPU ticks (user + system, of the process and its children: nginx's
+# worker) since the process started.
+ticks() { # pid
+  local total=0 p t
+  for p in "$1" $(pgrep -P "$1" 2>/dev/null || true); do
+    # Fields 14 and 15 of /proc/PID/stat; the name (field 2) may hold
+    # spaces, so count from after its closing parenthesis.
+    t=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}') || t=0
+    total=$((total + ${t:-0}))
+  done
+  echo "$total"
+}
+HZ=$(getconf CLK_TCK)
+
+# wrk: prints "req_per_s p50_ms p99_ms errors cpu_us_per_request".
 to_ms() { # wrk latency like 812.00us, 1.23ms, 2.01s
   awk -v v="$1" 'BEGIN {
     if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
@@ -200,15 +237,21 @@ to_ms() { # wrk latency like 812.00us, 1.23ms, 2.01s
     else printf "nan" }'
 }
 measure() { # name url mode
-  local out="$WORK/wrk-$1-$3.txt" hdr=()
+  local out="$WORK/wrk-$1-$3.txt" hdr=() pid=${proc[$1]:-} t0=0 t1=0
   [ "$3" = close ] && hdr=(-H 'Connection: close')
-  wrk -t1 -c64 -d"${duration}s" --latency "${hdr[@]}" "$2" >"$out" 2>&1 || true
-  local rps p50 p99 errs
+  [ -n "$pid" ] && t0=$(ticks "$pid")
+  "${on_load[@]}" wrk -t1 -c64 -d"${duration}s" --latency "${hdr[@]}" "$2" >"$out" 2>&1 || true
+  [ -n "$pid" ] && t1=$(ticks "$pid")
+  local rps p50 p99 errs reqs cpu=-
   rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+  reqs=$(awk '/requests in/ {print $1}' "$out")
   p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
   p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
-  errs=$(awk '/Socket errors|Non-2xx/ {printf "%s ", $0}' "$out")
-  echo "${rps:-0} $p50 $p99 ${errs:-none}"
+  errs=$(awk '/Socket errors|Non-2xx/ {printf "%s_", $0}' "$out" | tr ' ' '_')
+  if [ -n "$pid" ] && [ "${reqs:-0}" -gt 0 ]; then
+    cpu=$(awk -v t=$((t1 - t0)) -v hz="$HZ" -v n="$reqs" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
+  fi
+  echo "${rps:-0} $p50 $p99 $cpu ${errs:-none}"
 }
 
 targets=(direct haproxy nginx)
@@ -219,23 +262,25 @@ declare -A url=(
 )
 if [ -n "$sb_url" ]; then targets+=(switchboard); url[switchboard]=$sb_url; fi
 
-declare -A rps p50 p99
+declare -A rps p50 p99 cpu
 echo "wrk -t1 -c64 -d${duration}s --latency, keep-alive then Connection: close ..." >&2
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for mode in keepalive close; do
   for t in "${targets[@]}"; do
-    read -r r a b e <<<"$(measure "$t" "${url[$t]}" "$mode")"
-    rps[$t,$mode]=$r p50[$t,$mode]=$a p99[$t,$mode]=$b
-    echo "  $mode $t: $r req/s, p50 $a ms, p99 $b ms, errors: $e" >&2
+    read -r r a b c e <<<"$(measure "$t" "${url[$t]}" "$mode")"
+    rps[$t,$mode]=$r p50[$t,$mode]=$a p99[$t,$mode]=$b cpu[$t,$mode]=$c
+    echo "  $mode $t: $r req/s, p50 $a ms, p99 $b ms, CPU $c us/request, errors: $e" >&2
   done
 done
 
 echo
-echo "L4 proxy, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, wrk -t1 -c64 -d${duration}s"
-printf '%-12s %-10s %12s %10s %10s %10s\n' mode target "req/s" "p50 ms" "p99 ms" "vs direct"
+echo "L4 proxy, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $pinning, wrk -t1 -c64 -d${duration}s"
+echo "load average before: $load_before, after: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-12s %-12s %12s %10s %10s %10s %12s\n' mode target "req/s" "p50 ms" "p99 ms" "vs direct" "CPU us/req"
 for mode in keepalive close; do
   for t in "${targets[@]}"; do
     vs=$(awk -v a="${rps[$t,$mode]}" -v b="${rps[direct,$mode]}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')
-    printf '%-12s %-10s %12.0f %10s %10s %10s\n' "$mode" "$t" "${rps[$t,$mode]}" "${p50[$t,$mode]}" "${p99[$t,$mode]}" "$vs"
+    printf '%-12s %-12s %12.0f %10s %10s %10s %12s\n' "$mode" "$t" "${rps[$t,$mode]}" "${p50[$t,$mode]}" "${p99[$t,$mode]}" "$vs" "${cpu[$t,$mode]}"
   done
 done
 echo
@@ -245,7 +290,9 @@ for mode in keepalive close; do
   if [ -n "$sb_url" ]; then
     awk -v s="${rps[switchboard,$mode]}" -v b="${rps[$best,$mode]}" -v sp="${p99[switchboard,$mode]}" \
       -v bp="${p99[$best,$mode]}" -v m="$mode" -v n="$best" 'BEGIN {
-        printf "%s: switchboard / %s (the better peer) = %.2fx req/s (target 1.15x), p99 %s vs %s ms\n", m, n, s / b, sp, bp }'
+        printf "%s: switchboard / %s (the better peer) = %.2fx req/s (target 1.15x), p99 %s vs %s ms", m, n, s / b, sp, bp }'
+    awk -v s="${cpu[switchboard,$mode]}" -v b="${cpu[$best,$mode]}" 'BEGIN {
+        if (s > 0 && b > 0) printf ", CPU/request %.2fx\n", s / b; else printf "\n" }'
   else
     awk -v h="${rps[haproxy,$mode]}" -v n="${rps[nginx,$mode]}" -v m="$mode" 'BEGIN {
       printf "%s: nginx / haproxy = %.2fx; switchboard skipped\n", m, n / h }'

@@ -88,6 +88,9 @@ enum Command {
     Rollout(cmd::rollout::RolloutArgs),
     /// Run a node agent alone, joining the cluster of --kubeconfig.
     Agent(up::agent::AgentCommandArgs),
+    /// Run the node proxy alone against the apiserver of --kubeconfig (as
+    /// kube-proxy).
+    Proxy(up::proxy::ProxyCommandArgs),
     /// The Kubernetes e2e test server (serve-hostname, netexec, pause) that
     /// agnhost pods run.
     #[command(disable_help_flag = true)]
@@ -107,7 +110,7 @@ fn main() -> ExitCode {
     }
     let server_mode = matches!(
         cli.command,
-        Command::Up(_) | Command::Server(_) | Command::Agent(_)
+        Command::Up(_) | Command::Server(_) | Command::Agent(_) | Command::Proxy(_)
     );
     init_logging(&cli.global, server_mode);
     let runtime = match tokio::runtime::Runtime::new() {
@@ -131,6 +134,7 @@ fn main() -> ExitCode {
             Command::Scale(args) => cmd::rollout::scale(&cli.global, args).await,
             Command::Rollout(args) => cmd::rollout::rollout(&cli.global, args).await,
             Command::Agent(args) => up::agent::run_standalone(&cli.global, args).await,
+            Command::Proxy(args) => up::proxy::run_standalone(&cli.global, args).await,
             Command::Agnhost { .. } => unreachable!("agnhost returned before the runtime started"),
         }
     });

@@ -12,7 +12,7 @@ use ipnet::Ipv4Net;
 
 pub mod agent;
 mod dns;
-mod proxy;
+pub mod proxy;
 
 pub use proxy::parse_duration;
 

@@ -457,6 +457,9 @@ mod tests {
         drop(second);
         let text = metrics.encode();
         assert!(!text.contains("endpoint="), "{text}");
-        assert!(text.contains("switchboard_proxy_unserved_connections_total 0"), "{text}");
+        assert!(
+            text.contains("switchboard_proxy_unserved_connections_total 0"),
+            "{text}"
+        );
     }
 }

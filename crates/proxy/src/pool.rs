@@ -14,12 +14,12 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::time::Duration;
 
 use switchboard_lb::{Affinity, Algorithm, Backend, Balancer};
-use tokio::sync::watch;
+use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
@@ -37,19 +37,51 @@ pub(crate) struct EndpointEntry {
     ejected_until: AtomicU64,
     /// Consecutive ejections, for the doubling back-off.
     ejections: AtomicU32,
-    /// Becomes true when the endpoint's connections must close.
-    drain: watch::Sender<bool>,
+    /// Becomes true (once, for good) when the endpoint's connections must
+    /// close; `drain_now` wakes them. A flag and a `Notify` rather than a
+    /// `watch` channel: this is per endpoint (50k of them with 10k
+    /// Services), and a watch channel's shared state is ~340 bytes.
+    drained: AtomicBool,
+    drain_now: Notify,
 }
 
 impl EndpointEntry {
-    /// Resolves when this endpoint's connections must close.
-    pub fn drained(&self) -> impl Future<Output = ()> + Send + 'static {
-        let mut rx = self.drain.subscribe();
-        async move {
-            // An error means the entry is gone, which cannot happen while
-            // the receiver's sender lives in it; either way, stop waiting.
-            let _ = rx.wait_for(|d| *d).await.map(|_| ());
+    fn new(addr: SocketAddr) -> Self {
+        EndpointEntry {
+            addr,
+            metrics: EndpointMetrics::default(),
+            ejected_until: AtomicU64::new(0),
+            ejections: AtomicU32::new(0),
+            drained: AtomicBool::new(false),
+            drain_now: Notify::new(),
         }
+    }
+
+    /// True once this endpoint's connections must close.
+    pub fn is_drained(&self) -> bool {
+        self.drained.load(Ordering::Acquire)
+    }
+
+    /// Resolves when this endpoint's connections must close.
+    pub fn drained(self: &Arc<Self>) -> impl Future<Output = ()> + Send + 'static {
+        let entry = Arc::clone(self);
+        async move {
+            let notified = entry.drain_now.notified();
+            tokio::pin!(notified);
+            // Registered before the flag is read, so a drain between the
+            // two is not missed (`notify_waiters` wakes registered ones).
+            notified.as_mut().enable();
+            if entry.is_drained() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Closes the endpoint's connections, now and any opened later.
+    fn drain(&self) {
+        self.drained.store(true, Ordering::Release);
+        self.drain_now.notify_waiters();
     }
 }
 
@@ -171,13 +203,7 @@ impl Pool {
                 timer.abort();
                 e
             } else {
-                Arc::new(EndpointEntry {
-                    addr: t.addr,
-                    metrics: EndpointMetrics::default(),
-                    ejected_until: AtomicU64::new(0),
-                    ejections: AtomicU32::new(0),
-                    drain: watch::Sender::new(false),
-                })
+                Arc::new(EndpointEntry::new(t.addr))
             };
             next.insert(t.addr, Arc::clone(&entry));
             entries.push(entry);
@@ -228,7 +254,7 @@ impl Pool {
         let fired = Arc::clone(&entry);
         let timer = tokio::spawn(async move {
             tokio::time::sleep(timeout).await;
-            fired.drain.send_replace(true);
+            fired.drain();
             if let Some(pool) = weak.upgrade() {
                 let mut m = lock(&pool.members);
                 if m.draining
@@ -447,15 +473,19 @@ mod tests {
         let p = pool(config, &[1, 2], None);
         let s = p.state();
         let (one, two) = (Arc::clone(&s.entries[0]), Arc::clone(&s.entries[1]));
-        let (mut d1, d2) = (one.drain.subscribe(), two.drain.subscribe());
+        let d1 = tokio::spawn(one.drained());
         p.update(Algorithm::RoundRobin, None, &targets(&[2]));
         assert!(p.choose(IpAddr::from([127, 0, 0, 1])).candidates.len() == 1);
         tokio::time::advance(Duration::from_secs(29)).await;
         tokio::task::yield_now().await;
-        assert!(!*d1.borrow(), "still within the drain timeout");
+        assert!(
+            !one.is_drained() && !d1.is_finished(),
+            "still within the drain timeout"
+        );
         tokio::time::advance(Duration::from_secs(2)).await;
-        d1.wait_for(|d| *d).await.expect("the entry is alive");
-        assert!(!*d2.borrow(), "a current endpoint never drains");
+        d1.await.expect("the drain future resolves");
+        assert!(one.is_drained());
+        assert!(!two.is_drained(), "a current endpoint never drains");
 
         // Removed and back within the timeout: the same entry, no cut.
         p.update(Algorithm::RoundRobin, None, &targets(&[]));
@@ -463,7 +493,7 @@ mod tests {
         p.update(Algorithm::RoundRobin, None, &targets(&[2]));
         tokio::time::advance(Duration::from_secs(60)).await;
         tokio::task::yield_now().await;
-        assert!(!*d2.borrow());
+        assert!(!two.is_drained());
         assert!(Arc::ptr_eq(&p.state().entries[0], &two));
     }
 }

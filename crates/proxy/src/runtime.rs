@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use crate::config::Config;
 use crate::events::Events;
 use crate::metrics::Metrics;
-use crate::plan::{self, PoolKey};
+use crate::plan;
 use crate::pool::Pool;
 use crate::workers::Workers;
 use crate::{Error, tcp, udp};
@@ -26,7 +26,8 @@ const RETRY_INTERVAL: Duration = Duration::from_secs(1);
 type Addr = (Protocol, SocketAddr);
 
 struct Listener {
-    pool: PoolKey,
+    /// The pool it feeds (its accept tasks hold it too).
+    pool: Arc<Pool>,
     /// One accept task per worker (a single one for UDP).
     tasks: Vec<JoinHandle<()>>,
 }
@@ -40,10 +41,19 @@ impl Drop for Listener {
     }
 }
 
+/// A service's pools and listeners. Small exact-sized vectors, not maps: a
+/// service has a few ports, and with 10k services two small hash maps each
+/// cost ~0.9 KB per service (heaptrack).
 #[derive(Default)]
 struct ServiceState {
-    pools: HashMap<PoolKey, Arc<Pool>>,
-    listeners: HashMap<Addr, Listener>,
+    pools: Vec<Arc<Pool>>,
+    listeners: Vec<(Addr, Listener)>,
+}
+
+/// Removes and returns the element of `items` that `matches`.
+fn take<T>(items: &mut Vec<T>, matches: impl Fn(&T) -> bool) -> Option<T> {
+    let i = items.iter().position(matches)?;
+    Some(items.swap_remove(i))
 }
 
 /// The proxy's state between syncs.
@@ -79,10 +89,13 @@ pub async fn start(
     client: Option<kube::Client>,
 ) -> Result<Running, Error> {
     config.validate()?;
-    let workers = Workers::start(config.worker_threads).map_err(|source| Error::Workers {
-        threads: config.worker_threads,
-        source,
-    })?;
+    let workers =
+        Workers::start(config.worker_threads, config.connect_timeout).map_err(|source| {
+            Error::Workers {
+                threads: config.worker_threads,
+                source,
+            }
+        })?;
     let metrics = Metrics::new();
     let metrics_addr = match config.metrics_listen {
         None => None,
@@ -172,7 +185,7 @@ impl Proxy {
         let mut state = self.services.remove(key).unwrap_or_default();
 
         // Pools first, so listeners opened below already have endpoints.
-        let mut wanted: HashMap<PoolKey, Arc<Pool>> = HashMap::new();
+        let mut wanted: Vec<Arc<Pool>> = Vec::new();
         if let Some(svc) = svc {
             let (algorithm, problem) = plan::scheduler(svc, self.config.default_scheduler);
             match problem {
@@ -180,14 +193,14 @@ impl Proxy {
                 None => self.events.clear(key),
             }
             for f in &frontends {
-                if wanted.contains_key(&f.pool) {
+                if wanted.iter().any(|p| p.key == f.pool) {
                     continue;
                 }
                 let Some(port) = plan::port_of(svc, &f.pool) else {
                     continue;
                 };
                 let targets = plan::targets(svc, port, f.pool.scope, &self.config.node_name);
-                let pool = match state.pools.remove(&f.pool) {
+                let pool = match take(&mut state.pools, |p| p.key == f.pool) {
                     Some(pool) => {
                         pool.update(algorithm, svc.session_affinity, &targets);
                         pool
@@ -201,30 +214,31 @@ impl Proxy {
                         &targets,
                     ),
                 };
-                wanted.insert(f.pool.clone(), pool);
+                wanted.push(pool);
             }
         } else {
             self.events.clear(key);
         }
-        for (_, pool) in state.pools.drain() {
+        for pool in state.pools.drain(..) {
             pool.retire();
         }
+        wanted.shrink_to_fit();
         state.pools = wanted;
 
         // Listeners: open where the pool has endpoints, close elsewhere.
-        let mut listeners: HashMap<Addr, Listener> = HashMap::new();
+        let mut listeners: Vec<(Addr, Listener)> = Vec::new();
         let mut failed = false;
         for f in &frontends {
             let addr = (f.protocol, f.addr);
-            let Some(pool) = state.pools.get(&f.pool) else {
+            let Some(pool) = state.pools.iter().find(|p| p.key == f.pool) else {
                 continue;
             };
-            if pool.is_empty() || listeners.contains_key(&addr) {
+            if pool.is_empty() || listeners.iter().any(|(a, _)| *a == addr) {
                 continue;
             }
-            if let Some(l) = state.listeners.remove(&addr) {
-                if l.pool == f.pool {
-                    listeners.insert(addr, l);
+            if let Some((_, l)) = take(&mut state.listeners, |(a, _)| *a == addr) {
+                if l.pool.key == f.pool {
+                    listeners.push((addr, l));
                     continue;
                 }
                 // Same address, other port entry (renamed): reopen below.
@@ -240,13 +254,13 @@ impl Proxy {
                 Ok(tasks) => {
                     tracing::debug!(service = %key, addr = %f.addr, protocol = ?f.protocol, "listening");
                     self.bound.insert(addr, key.clone());
-                    listeners.insert(
+                    listeners.push((
                         addr,
                         Listener {
-                            pool: f.pool.clone(),
+                            pool: Arc::clone(pool),
                             tasks,
                         },
-                    );
+                    ));
                 }
                 Err(e) => {
                     tracing::warn!(service = %key, addr = %f.addr, error = %e, "cannot listen; retrying");
@@ -254,11 +268,12 @@ impl Proxy {
                 }
             }
         }
-        for (addr, l) in state.listeners.drain() {
+        for (addr, l) in state.listeners.drain(..) {
             tracing::debug!(service = %key, addr = %addr.1, "closing listener");
             self.bound.remove(&addr);
             drop(l);
         }
+        listeners.shrink_to_fit();
         state.listeners = listeners;
         if failed {
             self.retry.insert(key.clone());

@@ -43,7 +43,9 @@ pub(crate) async fn serve(listener: TcpListener, pool: Arc<Pool>) {
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
                 tracing::warn!(error = %e, service = %pool.key.service, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                // Boxed: a `Sleep` inline would grow every listener's
+                // task (10k of them) for a path that is rarely taken.
+                Box::pin(tokio::time::sleep(std::time::Duration::from_millis(10))).await;
             }
         }
     }

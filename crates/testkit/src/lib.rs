@@ -53,6 +53,25 @@ impl Switchboard {
     /// `args` no agent runs: the test sets pod status itself (see
     /// [`Switchboard::up_with_agent`]).
     pub fn up_with(binary: &Path, data_dir: &Path, args: &[&str]) -> anyhow::Result<Switchboard> {
+        Switchboard::start("up", binary, data_dir, args)
+    }
+
+    /// Starts `binary server` (the control plane alone: no DNS, proxy or
+    /// agent) on `data_dir` with extra flags, as [`Switchboard::up_with`].
+    pub fn server_with(
+        binary: &Path,
+        data_dir: &Path,
+        args: &[&str],
+    ) -> anyhow::Result<Switchboard> {
+        Switchboard::start("server", binary, data_dir, args)
+    }
+
+    fn start(
+        command: &str,
+        binary: &Path,
+        data_dir: &Path,
+        args: &[&str],
+    ) -> anyhow::Result<Switchboard> {
         let mut defaults: Vec<&str> = Vec::new();
         if !args.iter().any(|a| a.starts_with("--dns-listen")) {
             defaults.extend(["--dns-listen", "127.0.0.1:0"]);
@@ -79,7 +98,7 @@ impl Switchboard {
             defaults.extend(["--pod-cidr", pod_cidr.as_str()]);
         }
         let mut child = Command::new(binary)
-            .args(["up", "--api-listen", "127.0.0.1:0", "--data-dir"])
+            .args([command, "--api-listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(defaults)
             .args(args)
@@ -96,7 +115,7 @@ impl Switchboard {
         });
         let line = rx
             .recv_timeout(Duration::from_secs(30))
-            .context("no ready line from switchboard up within 30 s")?;
+            .with_context(|| format!("no ready line from switchboard {command} within 30 s"))?;
         let url = line
             .split_whitespace()
             .find(|w| w.starts_with("https://"))
@@ -164,6 +183,81 @@ impl Drop for Switchboard {
     /// A graceful stop, so no test leaves pod processes behind.
     fn drop(&mut self) {
         self.stop(Duration::from_secs(15));
+    }
+}
+
+/// A `switchboard proxy` process (the node proxy alone) against the
+/// cluster of a kubeconfig.
+pub struct NodeProxy {
+    /// The process.
+    pub child: Child,
+    /// Its metrics address, from the ready line (unless disabled).
+    pub metrics: Option<std::net::SocketAddr>,
+}
+
+impl NodeProxy {
+    /// Starts `binary --kubeconfig KUBECONFIG proxy ARGS` and waits for its
+    /// ready line. Metrics listen on a free loopback port unless `args` set
+    /// `--proxy-metrics-listen`.
+    pub fn start(binary: &Path, kubeconfig: &Path, args: &[&str]) -> anyhow::Result<NodeProxy> {
+        let mut defaults: Vec<&str> = Vec::new();
+        if !args.iter().any(|a| a.starts_with("--proxy-metrics-listen")) {
+            defaults.extend(["--proxy-metrics-listen", "127.0.0.1:0"]);
+        }
+        let mut child = Command::new(binary)
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .arg("proxy")
+            .args(defaults)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let stdout = child.stdout.take().context("stdout is piped")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Keeps reading, so the process never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) if line.starts_with("switchboard proxy is up") => line,
+            other => {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("no ready line from switchboard proxy within 30 s: {other:?}");
+            }
+        };
+        let metrics = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("http://")?.strip_suffix("/metrics"))
+            .and_then(|a| a.parse().ok());
+        Ok(NodeProxy { child, metrics })
+    }
+
+    /// Stops the process with SIGTERM, SIGKILL after `grace`.
+    pub fn stop(&mut self, grace: Duration) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        signal(self.child.id(), nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NodeProxy {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(5));
     }
 }
 

@@ -1,4 +1,4 @@
-//! Node proxy flags of `up` and starting the proxy.
+//! Node proxy flags of `up` and `switchboard proxy`, and starting the proxy.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use switchboard_discovery::ServiceTable;
 use switchboard_lb::Algorithm;
 use tokio::sync::watch;
 
-/// Node proxy flags (`up` only; `server` runs no proxy).
+/// Node proxy flags (`up` and `switchboard proxy`; `server` runs no proxy).
 #[derive(Debug, Clone, Args)]
 pub struct ProxyArgs {
     /// Data plane for Service traffic: "userspace" (TCP/UDP proxy in this
@@ -47,6 +47,19 @@ pub struct ProxyArgs {
     /// disables).
     #[arg(long, default_value = "127.0.0.1:10249", value_parser = parse_optional_addr)]
     pub proxy_metrics_listen: OptionalAddr,
+    /// Threads that carry Service traffic, each with its own
+    /// single-threaded runtime (apart from the control plane's) and, when
+    /// more than one, its own SO_REUSEPORT socket per TCP address.
+    #[arg(long, default_value_t = 1, value_parser = parse_threads)]
+    pub proxy_threads: usize,
+}
+
+fn parse_threads(s: &str) -> Result<usize, String> {
+    let max = switchboard_proxy::MAX_WORKER_THREADS;
+    match s.parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!("{s:?} is not a thread count: expected 1 to {max}")),
+    }
 }
 
 /// `--proxy-mode`.
@@ -142,6 +155,7 @@ pub fn config(args: &ProxyArgs) -> Option<switchboard_proxy::Config> {
         ejection_base: args.proxy_ejection_time,
         ejection_max: args.proxy_ejection_time.saturating_mul(10),
         metrics_listen: args.proxy_metrics_listen.0,
+        worker_threads: args.proxy_threads,
         ..switchboard_proxy::Config::default()
     })
 }
@@ -165,6 +179,52 @@ pub async fn start(
         })?;
     tracing::info!(metrics = ?running.metrics_addr, "userspace proxy running");
     Ok(running)
+}
+
+/// Flags of `switchboard proxy`: the node proxy alone (as kube-proxy runs),
+/// against the apiserver of `--kubeconfig`, which may be any Kubernetes
+/// apiserver.
+#[derive(Debug, Clone, Args)]
+pub struct ProxyCommandArgs {
+    /// The proxy.
+    #[command(flatten)]
+    pub proxy: ProxyArgs,
+}
+
+/// Runs `switchboard proxy` until SIGINT/SIGTERM or a failure: its own
+/// discovery watch feeds the proxy.
+pub async fn run_standalone(
+    global: &crate::GlobalArgs,
+    args: ProxyCommandArgs,
+) -> anyhow::Result<std::process::ExitCode> {
+    let Some(config) = config(&args.proxy) else {
+        anyhow::bail!("`switchboard proxy` with --proxy-mode none has nothing to do");
+    };
+    let node = config.node_name.clone();
+    let client = crate::client::client(global).await?;
+    let discovery = switchboard_discovery::spawn(client.clone());
+    let mut proxy = Some(start(config, discovery.table.clone(), client).await?);
+    let metrics_note = proxy
+        .as_ref()
+        .and_then(|p| p.metrics_addr)
+        .map(|a| format!(", proxy-metrics http://{a}/metrics"))
+        .unwrap_or_default();
+    {
+        // Tests and scripts wait for this line.
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "switchboard proxy is up: node {node}{metrics_note}")?;
+        out.flush()?;
+    }
+    let outcome = tokio::select! {
+        stopped = wait(&mut proxy) => Err(stopped.err().unwrap_or_else(|| anyhow::anyhow!("the proxy stopped"))),
+        signal = super::shutdown_signal() => {
+            tracing::info!(signal = signal?, "shutting down");
+            Ok(())
+        }
+    };
+    discovery.task.abort();
+    outcome.map(|()| std::process::ExitCode::SUCCESS)
 }
 
 /// Resolves when the proxy stops (only on failure); pending forever when
@@ -199,6 +259,7 @@ mod tests {
         assert_eq!(c.node_addresses, vec![IpAddr::from([127, 0, 0, 1])]);
         assert_eq!(c.drain_timeout, Duration::from_secs(30));
         assert_eq!(c.metrics_listen, Some("127.0.0.1:10249".parse().unwrap()));
+        assert_eq!(c.worker_threads, 1);
         assert!(!c.node_name.is_empty());
     }
 
@@ -212,6 +273,7 @@ mod tests {
             "--drain-timeout=500ms",
             "--udp-idle-timeout=2m",
             "--proxy-metrics-listen=none",
+            "--proxy-threads=2",
         ])
         .unwrap();
         let c = config(&h.proxy).unwrap();
@@ -221,6 +283,7 @@ mod tests {
         assert_eq!(c.drain_timeout, Duration::from_millis(500));
         assert_eq!(c.udp_idle_timeout, Duration::from_secs(120));
         assert_eq!(c.metrics_listen, None);
+        assert_eq!(c.worker_threads, 2);
 
         let h = Harness::try_parse_from(["x", "--proxy-mode=none"]).unwrap();
         assert!(config(&h.proxy).is_none());
@@ -231,6 +294,8 @@ mod tests {
             ("--scheduler=fastest", "unknown scheduler \"fastest\""),
             ("--drain-timeout=5 parsecs", "unknown unit"),
             ("--udp-idle-timeout=0s", "greater than zero"),
+            ("--proxy-threads=0", "not a thread count"),
+            ("--proxy-threads=many", "not a thread count"),
         ] {
             let e = Harness::try_parse_from(["x", flag])
                 .unwrap_err()

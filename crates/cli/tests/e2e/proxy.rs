@@ -17,7 +17,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Event, Pod, Service};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
-use switchboard_testkit::{Backend, Switchboard, wait_for};
+use switchboard_testkit::{Backend, NodeProxy, Switchboard, wait_for};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 
@@ -28,6 +28,8 @@ const PORT: u16 = 8080;
 struct Env {
     _dir: tempfile::TempDir,
     sb: Switchboard,
+    /// A `switchboard proxy` of its own, when `sb` is a `server`.
+    node_proxy: Option<NodeProxy>,
     client: kube::Client,
     /// Distinguishes this test's addresses: 127.(100+n).0.0/16 services,
     /// pods on 127.244.n.x, node address 127.1.n.1.
@@ -55,6 +57,7 @@ async fn env(n: u8, extra: &[&str]) -> Env {
     Env {
         _dir: dir,
         sb,
+        node_proxy: None,
         client,
         n,
     }
@@ -137,10 +140,11 @@ impl Env {
     }
 
     async fn metrics(&self) -> String {
-        let addr = self
-            .sb
-            .proxy_metrics
-            .expect("the ready line names the proxy metrics");
+        let addr = match &self.node_proxy {
+            Some(p) => p.metrics,
+            None => self.sb.proxy_metrics,
+        }
+        .expect("the ready line names the proxy metrics");
         http_get(addr, "/metrics").await.unwrap_or_default()
     }
 }
@@ -604,4 +608,81 @@ async fn lc_sends_less_to_a_slow_backend() {
         got[1],
         got[2]
     );
+}
+
+/// `switchboard proxy` alone, as kube-proxy runs, against a `switchboard
+/// server` (which runs no proxy of its own): it serves the ClusterIPs and
+/// NodePorts of that cluster with two worker threads, and when it stops
+/// nothing serves them any more.
+#[tokio::test]
+async fn the_standalone_proxy_serves_a_control_plane_it_does_not_run() {
+    let n = 11;
+    let dir = tempfile::tempdir().unwrap();
+    let cidr = format!("127.{}.0.0/16", 100 + n);
+    let pool = format!("127.2.{n}.0/24");
+    let sb = Switchboard::server_with(
+        binary(),
+        dir.path(),
+        &["--service-cidr", &cidr, "--lb-ip-pool", &pool],
+    )
+    .unwrap();
+    assert!(sb.proxy_metrics.is_none(), "the server runs no proxy");
+    let node = format!("127.1.{n}.1");
+    let proxy = NodeProxy::start(
+        binary(),
+        &sb.kubeconfig(),
+        &[
+            "--node-name",
+            "node-a",
+            "--node-address",
+            &node,
+            "--proxy-threads",
+            "2",
+        ],
+    )
+    .unwrap();
+    let client = sb.client().await.unwrap();
+    let mut e = Env {
+        _dir: dir,
+        sb,
+        node_proxy: Some(proxy),
+        client,
+        n,
+    };
+    e.service(web("web", json!({"type": "NodePort"}))).await;
+    let _b: Vec<Backend> = e.ready_pods("web", 1..=2).await;
+    e.until_pool_size("web", 2).await;
+    let cluster = SocketAddr::new(e.cluster_ip("web").await, PORT);
+    until_served_by(cluster, &["web-1", "web-2"]).await;
+    let svc = e.services().get("web").await.unwrap();
+    let node_port = svc.spec.unwrap().ports.unwrap()[0].node_port.unwrap() as u16;
+    let node_addr = SocketAddr::new(IpAddr::from([127, 1, n, 1]), node_port);
+    until_served_by(node_addr, &["web-1", "web-2"]).await;
+
+    // Many connections in a row all succeed, whichever worker's socket
+    // the kernel hands each one to.
+    for _ in 0..40 {
+        http_get(cluster, "/").await.unwrap();
+    }
+
+    if let Some(mut p) = e.node_proxy.take() {
+        p.stop(Duration::from_secs(5));
+    }
+    let err = TcpStream::connect(cluster).await.unwrap_err();
+    assert_eq!(
+        err.kind(),
+        std::io::ErrorKind::ConnectionRefused,
+        "nothing serves the ClusterIP once the proxy is gone"
+    );
+
+    // With nothing to do it says so instead of running.
+    let out = Command::new(binary())
+        .arg("--kubeconfig")
+        .arg(e.sb.kubeconfig())
+        .args(["proxy", "--proxy-mode", "none"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nothing to do"), "{err}");
 }
