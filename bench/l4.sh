@@ -19,11 +19,12 @@
 # competes with the load generator for its core.
 #
 # Usage: bench/l4.sh [--no-build] [--duration S] [--no-pin]
-# Environment: KEEP_DATA=1 keeps the work directory and logs.
+# Environment: KEEP_DATA=1 keeps the work directory and logs; SB overrides
+# the switchboard binary.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-SB="$ROOT/target/release/switchboard"
+SB=${SB:-"$ROOT/target/release/switchboard"}
 REF="$ROOT/../shared/reference"
 
 build=1
@@ -34,7 +35,7 @@ while [ $# -gt 0 ]; do
     --no-build) build=0 ;;
     --duration) duration=$2; shift ;;
     --no-pin) pin=0 ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
