@@ -1,17 +1,27 @@
 #!/usr/bin/env bash
-# Cluster DNS benchmark (issue 4): dnsperf against knot (1 UDP worker),
-# bind9 (-n 1) and Switchboard (--dns-threads 1), side by side in one run,
-# each serving the same 1000 services; prints QPS, lost queries, average
-# latency and the ratios to knot and bind9.
+# Cluster DNS benchmark (issue 4): knot (1 UDP worker), bind9 (-n 1) and
+# Switchboard's DNS (`switchboard dns --dns-threads 1`), side by side in one
+# run, each serving the same N services; prints QPS, lost queries, latency,
+# server CPU and the ratios to knot and bind9, then the DNS process's RSS
+# and the Service-created -> answerable latency.
 #
 # knot and bind9 serve a static zone file with, per service, the records
-# Switchboard derives from it (A, SRV for its named port, PTR).
-# Switchboard gets its 1000 Services through the API (switchboard-bench
-# creates) and serves them from the ServiceTable. Every server listens on
-# 127.0.0.1; dnsperf asks each the same A queries (every service, shuffled)
-# for DURATION seconds with 100 queries in flight.
+# Switchboard derives from it (A, SRV for its named port). Switchboard's
+# Services go through the API of a `switchboard server` (switchboard-bench
+# creates), and `switchboard dns` serves them from its own discovery watch,
+# as CoreDNS runs beside an apiserver: so its CPU and RSS are the DNS
+# server's alone. Every server listens on 127.0.0.1.
 #
-# Usage: bench/dns.sh [--no-build] [--services N] [--duration S]
+# Two clients ask each server the same A queries (every service, shuffled)
+# with 100 queries in flight, DURATION seconds each:
+#   - dnsperf, 1 thread (the issue's tool);
+#   - switchboard-bench dns-load, one thread batching its system calls
+#     (sendmmsg/recvmmsg), because on 2 cores dnsperf saturates before the
+#     servers do and its QPS then measures dnsperf.
+# With 2 or more CPUs, every server is pinned to CPU 0 and the clients to
+# CPU 1 (taskset), so each side has one core of its own.
+#
+# Usage: bench/dns.sh [--no-build] [--services N] [--duration S] [--latency-samples N]
 # Environment: KEEP_DATA=1 keeps the work directory and server logs.
 set -euo pipefail
 
@@ -23,12 +33,14 @@ REF="$ROOT/../shared/reference"
 build=1
 services=1000
 duration=15
+samples=500
 while [ $# -gt 0 ]; do
   case "$1" in
     --no-build) build=0 ;;
     --services) services=$2; shift ;;
     --duration) duration=$2; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    --latency-samples) samples=$2; shift ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -39,6 +51,8 @@ command -v knotd >/dev/null 2>&1 || need+=(knot)
 command -v named >/dev/null 2>&1 || need+=(bind9)
 command -v dnsperf >/dev/null 2>&1 || need+=(dnsperf)
 command -v dig >/dev/null 2>&1 || need+=(dnsutils)
+command -v bc >/dev/null 2>&1 || need+=(bc)
+command -v taskset >/dev/null 2>&1 || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq
@@ -75,20 +89,27 @@ zone="$WORK/cluster.local.zone"
   echo '@ IN NS ns.dns.cluster.local.'
   echo 'ns.dns IN A 127.0.0.1'
   echo 'dns-version IN TXT "1.1.0"'
-  for i in $(seq 0 $((services - 1))); do
-    a=$(( (i + 2) / 256 )) b=$(( (i + 2) % 256 ))
-    echo "svc-$i.$NS.svc IN A 127.96.$a.$b"
-    echo "_http._tcp.svc-$i.$NS.svc IN SRV 0 100 80 svc-$i.$NS.svc.cluster.local."
-  done
+  # ClusterIPs as the allocator would hand them out of 127.96.0.0/12.
+  awk -v n="$services" -v ns="$NS" 'BEGIN {
+    for (i = 0; i < n; i++) {
+      a = i + 2
+      printf "svc-%d.%s.svc IN A 127.%d.%d.%d\n", i, ns, 96 + int(a / 65536), int(a / 256) % 256, a % 256
+      printf "_http._tcp.svc-%d.%s.svc IN SRV 0 100 80 svc-%d.%s.svc.cluster.local.\n", i, ns, i, ns
+    }
+  }'
 } >"$zone"
 queries="$WORK/queries"
-for i in $(seq 0 $((services - 1))); do echo "svc-$i.$NS.svc.cluster.local A"; done | shuf >"$queries"
+awk -v n="$services" -v ns="$NS" 'BEGIN { for (i = 0; i < n; i++) printf "svc-%d.%s.svc.cluster.local A\n", i, ns }' | shuf >"$queries"
+
+# Servers on CPU 0, clients on CPU 1, when there are two.
+server_cpu=() client_cpu=()
+if [ "$(nproc)" -ge 2 ]; then server_cpu=(taskset -c 0) client_cpu=(taskset -c 1); fi
 
 # knot, with the reference settings (1 UDP worker) on our work directory.
 mkdir -p "$WORK/knot"
 sed -e "s#/tmp/anchors/dns/cluster.local.zone#$zone#" -e "s#/tmp/anchors/dns#$WORK/knot#g" \
   -e "s#127.0.0.1@5301#127.0.0.1@$KNOT_PORT#" "$REF/knot.conf" >"$WORK/knot.conf"
-knotd -c "$WORK/knot.conf" >"$WORK/knot.log" 2>&1 &
+"${server_cpu[@]}" knotd -c "$WORK/knot.conf" >"$WORK/knot.log" 2>&1 &
 knot_pid=$!
 pids+=($knot_pid)
 
@@ -97,32 +118,37 @@ mkdir -p "$WORK/bind"
 cp "$zone" "$WORK/bind/cluster.local.zone"
 sed -e "s#/tmp/anchors/dns#$WORK/bind#g" -e "s#port 5302#port $BIND_PORT#" \
   "$REF/named.conf" >"$WORK/named.conf"
-named -f -n 1 -u "$(id -un)" -c "$WORK/named.conf" >"$WORK/named.log" 2>&1 &
+"${server_cpu[@]}" named -f -n 1 -u "$(id -un)" -c "$WORK/named.conf" >"$WORK/named.log" 2>&1 &
 bind_pid=$!
 pids+=($bind_pid)
 
-# Switchboard: the whole system (apiserver, controllers, DNS), DNS on one
-# thread; no proxy, so its listeners for 1000 ClusterIPs do not compete.
-proxy_flags=()
-if "$SB" up --help 2>/dev/null | grep -q -- '--proxy-mode'; then proxy_flags=(--proxy-mode none); fi
-"$SB" up --data-dir "$WORK/sb" --api-listen 127.0.0.1:0 \
+# Switchboard: the control plane (apiserver, store, controllers), then its
+# DNS as a process of its own on one thread. The service range holds 100k+.
+"$SB" server --data-dir "$WORK/sb" --api-listen 127.0.0.1:0 \
+  --service-cidr 127.96.0.0/12 >"$WORK/server.out" 2>"$WORK/server.log" &
+server_pid=$!
+pids+=($server_pid)
+for _ in $(seq 1 600); do grep -q 'switchboard is up' "$WORK/server.out" && break; sleep 0.1; done
+grep -q 'switchboard is up' "$WORK/server.out" || { echo "switchboard server did not start:" >&2; cat "$WORK/server.log" >&2; exit 1; }
+"${server_cpu[@]}" "$SB" dns --kubeconfig "$WORK/sb/kubeconfig" \
   --dns-listen 127.0.0.1:$SB_PORT --dns-threads 1 --dns-upstream none \
-  --dns-metrics-listen none "${proxy_flags[@]}" >"$WORK/sb.out" 2>"$WORK/sb.log" &
+  --dns-metrics-listen none >"$WORK/dns.out" 2>"$WORK/dns.log" &
 sb_pid=$!
 pids+=($sb_pid)
 
-wait_answer() { # port name: waits up to 60 s for an answer
-  for _ in $(seq 1 600); do
+wait_answer() { # port name: waits up to 120 s for an answer
+  for _ in $(seq 1 1200); do
     if [ -n "$(dig @127.0.0.1 -p "$1" +short +time=1 +tries=1 "$2" A 2>/dev/null)" ]; then return 0; fi
     sleep 0.1
   done
   echo "no answer for $2 on port $1" >&2
   return 1
 }
-for _ in $(seq 1 600); do grep -q 'switchboard is up' "$WORK/sb.out" && break; sleep 0.1; done
-grep -q 'switchboard is up' "$WORK/sb.out" || { echo "switchboard did not start:" >&2; cat "$WORK/sb.log" >&2; exit 1; }
+for _ in $(seq 1 600); do grep -q 'switchboard dns is up' "$WORK/dns.out" && break; sleep 0.1; done
+grep -q 'switchboard dns is up' "$WORK/dns.out" || { echo "switchboard dns did not start:" >&2; cat "$WORK/dns.log" >&2; exit 1; }
 echo "creating $services Services through the API ..." >&2
-"$BENCH" --kubeconfig "$WORK/sb/kubeconfig" --namespace $NS creates --services "$services" --concurrency 32 >&2
+"$BENCH" --kubeconfig "$WORK/sb/kubeconfig" --namespace $NS --timeout-secs 1800 \
+  creates --services "$services" --concurrency 32 >&2
 last="svc-$((services - 1)).$NS.svc.cluster.local"
 wait_answer $KNOT_PORT "$last"
 wait_answer $BIND_PORT "$last"
@@ -132,37 +158,61 @@ sb_rss_kb=$(awk '/VmRSS/ {print $2}' /proc/$sb_pid/status)
 cpu_ticks() { # pid: user+system clock ticks of the whole process
   awk '{print $14 + $15}' "/proc/$1/stat"
 }
-run() { # name port pid
-  local out="$WORK/dnsperf-$1.txt"
+measure() { # client name port pid: one client's run against one server
+  local out="$WORK/$1-$2.txt"
   local before after
-  before=$(cpu_ticks "$3")
-  dnsperf -s 127.0.0.1 -p "$2" -d "$queries" -l "$duration" -c 1 -T 1 -q 100 -t 5 >"$out" 2>&1
-  after=$(cpu_ticks "$3")
+  before=$(cpu_ticks "$4")
+  if [ "$1" = dnsperf ]; then
+    "${client_cpu[@]}" dnsperf -s 127.0.0.1 -p "$3" -d "$queries" -l "$duration" -c 1 -T 1 -q 100 -t 5 >"$out" 2>&1
+  else
+    "${client_cpu[@]}" "$BENCH" dns-load --server 127.0.0.1:"$3" --queries "$queries" \
+      --duration "$duration" --in-flight 100 --timeout 2 >"$out" 2>&1
+  fi
+  after=$(cpu_ticks "$4")
   local qps lost avg cpu
-  qps=$(awk '/Queries per second/ {print $4}' "$out")
-  lost=$(awk '/Queries lost/ {print $3}' "$out")
-  avg=$(awk '/Average Latency/ {print $4}' "$out")
+  if [ "$1" = dnsperf ]; then
+    qps=$(awk '/Queries per second/ {print $4}' "$out")
+    lost=$(awk '/Queries lost/ {print $3}' "$out")
+    avg=$(awk '/Average Latency/ {print $4 * 1000}' "$out")
+  else
+    read -r qps lost avg < <(head -1 "$out" | python3 -c 'import json,sys; j=json.load(sys.stdin); print(j["queries_per_second"], j["lost"], j["latency"]["mean_ms"])')
+  fi
   # Server CPU use during the run, in % of one core.
   cpu=$(echo "($after - $before) * 100 / $(getconf CLK_TCK) / $duration" | bc -l)
-  echo "$1 $qps $lost $avg $cpu"
+  echo "$1 $2 $qps $lost $avg $cpu"
 }
-echo "dnsperf, $duration s per server, 100 queries in flight ..." >&2
 results=()
-for s in "knot $KNOT_PORT $knot_pid" "bind9 $BIND_PORT $bind_pid" "switchboard $SB_PORT $sb_pid"; do
-  # shellcheck disable=SC2086
-  results+=("$(run $s)")
+for client in dnsperf dns-load; do
+  echo "$client, $duration s per server, 100 queries in flight ..." >&2
+  for s in "knot $KNOT_PORT $knot_pid" "bind9 $BIND_PORT $bind_pid" "switchboard $SB_PORT $sb_pid"; do
+    # shellcheck disable=SC2086
+    results+=("$(measure $client $s)")
+  done
 done
+sb_rss_kb=$(awk '/VmRSS/ {print $2}' /proc/$sb_pid/status)
+sb_hwm_kb=$(awk '/VmHWM/ {print $2}' /proc/$sb_pid/status)
 
-printf '\n%-12s %10s %6s %14s %11s %14s\n' server QPS lost "avg latency" "server CPU" "queries/CPU-s"
+echo "Service created -> answerable, $samples Services one by one ..." >&2
+latency_line=$("$BENCH" --kubeconfig "$WORK/sb/kubeconfig" --namespace $NS dns-latency \
+  --dns 127.0.0.1:$SB_PORT --services "$samples" | tail -1)
+
+printf '\n%-9s %-12s %10s %6s %14s %11s %14s\n' client server QPS lost "avg latency" "server CPU" "queries/CPU-s"
 for r in "${results[@]}"; do
-  read -r name qps lost avg cpu <<<"$r"
-  printf '%-12s %10.0f %6s %11.3f ms %10.0f%% %14.0f\n' "$name" "$qps" "$lost" \
-    "$(echo "$avg * 1000" | bc -l)" "$cpu" "$(echo "$qps * 100 / $cpu" | bc -l)"
+  read -r client name qps lost avg cpu <<<"$r"
+  printf '%-9s %-12s %10.0f %6s %11.3f ms %10.0f%% %14.0f\n' "$client" "$name" "$qps" "$lost" \
+    "$avg" "$cpu" "$(echo "$qps * 100 / $cpu" | bc -l)"
 done
-knot_qps=$(echo "${results[0]}" | awk '{print $2}')
-bind_qps=$(echo "${results[1]}" | awk '{print $2}')
-sb_qps=$(echo "${results[2]}" | awk '{print $2}')
-printf '\nswitchboard / knot:  %.2fx\nswitchboard / bind9: %.2fx\n' \
-  "$(echo "$sb_qps / $knot_qps" | bc -l)" "$(echo "$sb_qps / $bind_qps" | bc -l)"
-printf 'switchboard RSS with %d services: %d MB (whole process: apiserver, store, controllers, DNS)\n' \
-  "$services" $((sb_rss_kb / 1024))
+echo
+for client in dnsperf dns-load; do
+  knot_qps= bind_qps= sb_qps=
+  for r in "${results[@]}"; do
+    read -r c name qps _ <<<"$r"
+    [ "$c" = "$client" ] || continue
+    case $name in knot) knot_qps=$qps ;; bind9) bind_qps=$qps ;; switchboard) sb_qps=$qps ;; esac
+  done
+  printf '%-9s switchboard / knot: %.2fx   switchboard / bind9: %.2fx\n' "$client" \
+    "$(echo "$sb_qps / $knot_qps" | bc -l)" "$(echo "$sb_qps / $bind_qps" | bc -l)"
+done
+printf 'switchboard dns RSS with %d services: %.1f MB (peak %.1f MB)\n' "$services" \
+  "$(echo "$sb_rss_kb * 1024 / 1000000" | bc -l)" "$(echo "$sb_hwm_kb * 1024 / 1000000" | bc -l)"
+echo "$latency_line"

@@ -3,6 +3,8 @@
 //! Switchboard component talks to it. Each subcommand prints one JSON line
 //! of results, then one line for people; progress goes to stderr.
 
+mod dnsload;
+mod dnswire;
 mod load;
 mod objects;
 mod scenario;
@@ -45,10 +47,18 @@ enum Scenario {
     Propagation(scenario::propagation::PropagationArgs),
     /// RSS of the server process, filled with Services and Pods.
     Rss(scenario::rss::RssArgs),
+    /// Service created -> its name answered by cluster DNS.
+    DnsLatency(scenario::dns_latency::DnsLatencyArgs),
+    /// UDP DNS load with batched system calls (no apiserver needed).
+    DnsLoad(dnsload::DnsLoadArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The DNS load generator talks to a DNS server only, on this thread.
+    if let Scenario::DnsLoad(args) = &cli.scenario {
+        return print(dnsload::run(args));
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -56,7 +66,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    print(runtime.block_on(run(cli)))
+}
+
+/// Prints a scenario's outcome: its JSON line and its line for people, or
+/// the error.
+fn print(outcome: anyhow::Result<Report>) -> ExitCode {
+    match outcome {
         Ok(report) => {
             println!("{}", report.json);
             println!("{}", report.human);
@@ -82,6 +98,8 @@ async fn run(cli: Cli) -> anyhow::Result<Report> {
             Scenario::WatchFanout(a) => scenario::fanout::run(&ctx, a).await,
             Scenario::Propagation(a) => scenario::propagation::run(&ctx, a).await,
             Scenario::Rss(a) => scenario::rss::run(&ctx, a).await,
+            Scenario::DnsLatency(a) => scenario::dns_latency::run(&ctx, a).await,
+            Scenario::DnsLoad(_) => unreachable!("dns-load runs before the client is built"),
         }
     };
     match tokio::time::timeout(Duration::from_secs(cli.timeout_secs), work).await {

@@ -91,6 +91,8 @@ enum Command {
     /// Run the node proxy alone against the apiserver of --kubeconfig (as
     /// kube-proxy).
     Proxy(up::proxy::ProxyCommandArgs),
+    /// Serve cluster DNS alone for the cluster of --kubeconfig (as CoreDNS).
+    Dns(up::dns::DnsCommandArgs),
     /// The Kubernetes e2e test server (serve-hostname, netexec, pause) that
     /// agnhost pods run.
     #[command(disable_help_flag = true)]
@@ -110,7 +112,11 @@ fn main() -> ExitCode {
     }
     let server_mode = matches!(
         cli.command,
-        Command::Up(_) | Command::Server(_) | Command::Agent(_) | Command::Proxy(_)
+        Command::Up(_)
+            | Command::Server(_)
+            | Command::Agent(_)
+            | Command::Dns(_)
+            | Command::Proxy(_)
     );
     init_logging(&cli.global, server_mode);
     let runtime = match tokio::runtime::Runtime::new() {
@@ -135,6 +141,7 @@ fn main() -> ExitCode {
             Command::Rollout(args) => cmd::rollout::rollout(&cli.global, args).await,
             Command::Agent(args) => up::agent::run_standalone(&cli.global, args).await,
             Command::Proxy(args) => up::proxy::run_standalone(&cli.global, args).await,
+            Command::Dns(args) => up::dns::run_standalone(&cli.global, args).await,
             Command::Agnhost { .. } => unreachable!("agnhost returned before the runtime started"),
         }
     });

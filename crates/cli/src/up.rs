@@ -11,7 +11,7 @@ use clap::Args;
 use ipnet::Ipv4Net;
 
 pub mod agent;
-mod dns;
+pub mod dns;
 pub mod proxy;
 
 pub use proxy::parse_duration;

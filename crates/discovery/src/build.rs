@@ -69,8 +69,17 @@ pub fn service<'a>(
     svc: &core::Service,
     slices: impl IntoIterator<Item = &'a EndpointSlice>,
 ) -> Option<Service> {
+    let mut service = base(svc)?;
+    service.endpoints = endpoints(&service.key, slices);
+    Some(service)
+}
+
+/// The table entry of `svc` without endpoints: everything the Service
+/// object itself says. `None` for an object without a name.
+pub fn base(svc: &core::Service) -> Option<Service> {
     let key = key_of(&svc.metadata)?;
-    let spec = svc.spec.clone().unwrap_or_default();
+    let empty = core::ServiceSpec::default();
+    let spec = svc.spec.as_ref().unwrap_or(&empty);
 
     let service_type = match spec.type_.as_deref() {
         Some("NodePort") => ServiceType::NodePort,
@@ -142,7 +151,7 @@ pub fn service<'a>(
         external_traffic_local: spec.external_traffic_policy.as_deref() == Some("Local"),
         publish_not_ready_addresses: spec.publish_not_ready_addresses.unwrap_or(false),
         annotations: svc.metadata.annotations.clone().unwrap_or_default(),
-        endpoints: endpoints(&key, slices),
+        endpoints: Vec::new(),
         key,
     })
 }
@@ -156,35 +165,46 @@ pub fn endpoints<'a>(
     key: &ServiceKey,
     slices: impl IntoIterator<Item = &'a EndpointSlice>,
 ) -> Vec<Endpoint> {
-    let mut by_address: BTreeMap<IpAddr, Endpoint> = BTreeMap::new();
-    for slice in slices {
-        if slice_service(slice).as_ref() != Some(key) || slice.address_type == "FQDN" {
-            continue;
-        }
-        let ports: Arc<[EndpointPort]> = slice
-            .ports
-            .iter()
-            .flatten()
-            .filter_map(|p| {
-                Some(EndpointPort {
-                    name: p.name.clone().unwrap_or_default(),
-                    protocol: protocol(p.protocol.as_deref()),
-                    // A port without a number means "all ports", which no
-                    // proxy can forward to; kube-proxy skips it too.
-                    port: p
-                        .port
-                        .and_then(|n| u16::try_from(n).ok())
-                        .filter(|&n| n != 0)?,
-                })
+    merge_endpoints(
+        slices
+            .into_iter()
+            .filter(|slice| slice_service(slice).as_ref() == Some(key))
+            .flat_map(slice_endpoints),
+    )
+}
+
+/// The endpoints one slice publishes, in the slice's order: those with a
+/// parseable first address; none for FQDN slices. Which Service the slice
+/// belongs to is the caller's business ([`slice_service`]).
+pub fn slice_endpoints(slice: &EndpointSlice) -> Vec<Endpoint> {
+    if slice.address_type == "FQDN" {
+        return Vec::new();
+    }
+    let ports: Arc<[EndpointPort]> = slice
+        .ports
+        .iter()
+        .flatten()
+        .filter_map(|p| {
+            Some(EndpointPort {
+                name: p.name.clone().unwrap_or_default(),
+                protocol: protocol(p.protocol.as_deref()),
+                // A port without a number means "all ports", which no
+                // proxy can forward to; kube-proxy skips it too.
+                port: p
+                    .port
+                    .and_then(|n| u16::try_from(n).ok())
+                    .filter(|&n| n != 0)?,
             })
-            .collect();
-        for ep in &slice.endpoints {
-            let Some(address) = ep.addresses.first().and_then(|a| a.parse::<IpAddr>().ok()) else {
-                continue;
-            };
+        })
+        .collect();
+    slice
+        .endpoints
+        .iter()
+        .filter_map(|ep| {
+            let address = ep.addresses.first()?.parse::<IpAddr>().ok()?;
             let conditions = ep.conditions.clone().unwrap_or_default();
             let ready = conditions.ready.unwrap_or(true);
-            let endpoint = Endpoint {
+            Some(Endpoint {
                 address,
                 hostname: ep.hostname.clone().filter(|h| !h.is_empty()),
                 node_name: ep.node_name.clone().filter(|n| !n.is_empty()),
@@ -197,13 +217,22 @@ pub fn endpoints<'a>(
                 serving: conditions.serving.unwrap_or(ready),
                 terminating: conditions.terminating.unwrap_or(false),
                 ports: Arc::clone(&ports),
-            };
-            match by_address.get_mut(&address) {
-                None => {
-                    by_address.insert(address, endpoint);
-                }
-                Some(existing) => merge(existing, endpoint),
+            })
+        })
+        .collect()
+}
+
+/// One service's endpoints from all of its slices: an address that
+/// appears in several slices (an endpoint moving between slices) becomes
+/// one endpoint; sorted by address.
+pub fn merge_endpoints(all: impl IntoIterator<Item = Endpoint>) -> Vec<Endpoint> {
+    let mut by_address: BTreeMap<IpAddr, Endpoint> = BTreeMap::new();
+    for endpoint in all {
+        match by_address.get_mut(&endpoint.address) {
+            None => {
+                by_address.insert(endpoint.address, endpoint);
             }
+            Some(existing) => merge(existing, endpoint),
         }
     }
     by_address.into_values().collect()

@@ -1,7 +1,14 @@
-//! The incremental state between watch events and snapshots: the latest
-//! Service and EndpointSlice objects, the built table, and the keys touched
-//! since the last snapshot. Pure (no IO), so it is unit tested and
-//! benchmarked without an apiserver; [`crate::spawn`] feeds it.
+//! The incremental state between watch events and snapshots: the built
+//! table, each EndpointSlice's endpoints, the Service objects received since
+//! the last snapshot, and the keys touched. Pure (no IO), so it is unit
+//! tested and benchmarked without an apiserver; [`crate::spawn`] feeds it.
+//!
+//! Memory: no Kubernetes object is kept once it is built. A typed Service
+//! is about ten times the size of its table entry and a typed slice holds
+//! far more than its endpoints, which at 100k services made the objects
+//! most of the process; so a Service waits in `pending` only until the
+//! next snapshot, and a slice is kept as its endpoints. A service whose
+//! slices change is rebuilt from its table entry with the new endpoints.
 //!
 //! Cost of a snapshot: only the touched services are rebuilt (each compared
 //! with its previous version, so an unchanged one keeps its `Arc`), and
@@ -17,7 +24,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::watcher::Event;
 
 use crate::build;
-use crate::table::{PastChange, ServiceKey, ServiceTable, Services};
+use crate::table::{Endpoint, PastChange, Service, ServiceKey, ServiceTable, Services};
 
 /// A slice is known by namespace and name.
 type SliceId = (String, String);
@@ -34,8 +41,11 @@ const HISTORY_MAX_KEYS: usize = 1024;
 /// See the module docs.
 #[derive(Debug, Default)]
 pub struct Cache {
-    services: HashMap<ServiceKey, Arc<core::Service>>,
-    slices: HashMap<ServiceKey, BTreeMap<String, Arc<EndpointSlice>>>,
+    /// Services changed since the last snapshot: the object, or `None`
+    /// when deleted.
+    pending: HashMap<ServiceKey, Option<core::Service>>,
+    /// Each service's slices (by slice name), as their endpoints.
+    slices: HashMap<ServiceKey, BTreeMap<String, Vec<Endpoint>>>,
     /// Which service each stored slice is filed under, so a slice whose
     /// label changes (or is deleted without labels) is found again.
     slice_owner: HashMap<SliceId, ServiceKey>,
@@ -67,7 +77,13 @@ impl Cache {
             Event::InitApply(svc) => self.service_init.get_or_insert_with(Vec::new).push(svc),
             Event::InitDone => {
                 let listed = self.service_init.take().unwrap_or_default();
-                let mut gone: HashSet<ServiceKey> = self.services.keys().cloned().collect();
+                let mut gone: HashSet<ServiceKey> = self.built.keys().cloned().collect();
+                gone.extend(
+                    self.pending
+                        .iter()
+                        .filter(|(_, svc)| svc.is_some())
+                        .map(|(key, _)| key.clone()),
+                );
                 for svc in listed {
                     if let Some(key) = build::key_of(&svc.metadata) {
                         gone.remove(&key);
@@ -75,7 +91,7 @@ impl Cache {
                     self.apply_service(svc);
                 }
                 for key in gone {
-                    self.services.remove(&key);
+                    self.pending.insert(key.clone(), None);
                     self.dirty.insert(key);
                 }
                 self.services_listed = true;
@@ -112,14 +128,14 @@ impl Cache {
         let Some(key) = build::key_of(&svc.metadata) else {
             return;
         };
-        self.services.insert(key.clone(), Arc::new(svc));
+        self.pending.insert(key.clone(), Some(svc));
         self.dirty.insert(key);
     }
 
     /// A Service was deleted.
     pub fn delete_service(&mut self, svc: &core::Service) {
         if let Some(key) = build::key_of(&svc.metadata) {
-            self.services.remove(&key);
+            self.pending.insert(key.clone(), None);
             self.dirty.insert(key);
         }
     }
@@ -137,7 +153,7 @@ impl Cache {
         self.slices
             .entry(owner.clone())
             .or_default()
-            .insert(id.1.clone(), Arc::new(slice));
+            .insert(id.1.clone(), build::slice_endpoints(&slice));
         self.slice_owner.insert(id, owner.clone());
         self.dirty.insert(owner);
     }
@@ -176,10 +192,22 @@ impl Cache {
         }
         let mut changed = Vec::new();
         for key in std::mem::take(&mut self.dirty) {
-            let built = self.services.get(&key).and_then(|svc| {
+            let endpoints = || {
                 let slices = self.slices.get(&key).into_iter().flat_map(|s| s.values());
-                build::service(svc, slices.map(Arc::as_ref))
-            });
+                build::merge_endpoints(slices.flatten().cloned())
+            };
+            let built = match self.pending.remove(&key) {
+                Some(Some(svc)) => build::base(&svc).map(|mut s| {
+                    s.endpoints = endpoints();
+                    s
+                }),
+                Some(None) => None,
+                // Only its slices changed: the same Service, new endpoints.
+                None => self.built.get(&key).map(|old| Service {
+                    endpoints: endpoints(),
+                    ..Service::clone(old)
+                }),
+            };
             match (built, self.built.get(&key)) {
                 (Some(new), Some(old)) if new == **old => {}
                 (Some(new), _) => {

@@ -5,16 +5,43 @@
 //! The zone is rebuilt incrementally: [`Builder::apply`] recompiles only the
 //! services listed in [`ServiceTable::changed`] (or, when snapshots were
 //! skipped, the services whose `Arc` differs from the last one seen).
-//! Values are `Arc`s and keys `Arc<str>`, so cloning a zone to publish a new
-//! snapshot copies pointers, not records.
+//! The zone's maps are persistent hash tries (as the table's), so cloning a
+//! zone to publish a new snapshot is O(1) and a snapshot after one change
+//! shares all but O(log n) nodes with the one before: with 100k services a
+//! hash map clone per update would cost tens of milliseconds and a second
+//! copy of every map while the old snapshot is still being read.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use hickory_proto::rr::rdata::{self, SOA, SRV, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
-use switchboard_discovery::{Service, ServiceKey, ServiceTable, ServiceType};
+use switchboard_discovery::{Service, ServiceKey, ServiceTable, ServiceType, Services};
+
+/// A persistent map with a fast (non-cryptographic) hash: the keys are
+/// names and addresses of the cluster's own objects, and a lookup is on
+/// every query's path.
+type Map<K, V> = rpds::HashTrieMapSync<K, V, foldhash::fast::RandomState>;
+
+fn map<K: Eq + Hash, V>() -> Map<K, V> {
+    rpds::HashTrieMap::new_with_hasher_and_ptr_kind(foldhash::fast::RandomState::default())
+}
+
+/// Adds `delta` to the count at `key`, removing the key at zero.
+fn count<K: Eq + Hash + Clone>(m: &mut Map<K, usize>, key: K, delta: isize) {
+    let n = m
+        .get(&key)
+        .copied()
+        .unwrap_or(0)
+        .saturating_add_signed(delta);
+    if n == 0 {
+        m.remove_mut(&key);
+    } else {
+        m.insert_mut(key, n);
+    }
+}
 
 /// The spec version served at `dns-version.<zone>`.
 pub const SCHEMA_VERSION: &str = "1.1.0";
@@ -150,23 +177,24 @@ pub struct Zone {
     ns_glue: Option<Record>,
     version: Record,
     /// `"<svc>.<ns>"` -> compiled service.
-    services: HashMap<Arc<str>, Arc<Compiled>>,
+    services: Map<Arc<str>, Arc<Compiled>>,
     /// Namespace -> number of services in it (`<ns>.svc.<zone>` exists
     /// while it has one).
-    namespaces: HashMap<Arc<str>, usize>,
+    namespaces: Map<Arc<str>, usize>,
     /// Reverse map: address -> PTR targets (several services can publish
     /// the same endpoint address).
-    reverse: HashMap<IpAddr, PtrTargets>,
+    reverse: Map<IpAddr, PtrTargets>,
     /// (namespace, pod address) -> count, for verified pod records.
-    pod_addresses: HashMap<(Arc<str>, IpAddr), usize>,
+    pod_addresses: Map<(Arc<str>, IpAddr), usize>,
 }
 
 /// Keeps a [`Zone`] current with the [`ServiceTable`] snapshots.
 #[derive(Debug)]
 pub struct Builder {
     zone: Zone,
-    /// The last table applied: key -> the service's Arc, to find changes.
-    seen: HashMap<ServiceKey, Arc<Service>>,
+    /// The services of the last table applied (an O(1) clone of its
+    /// persistent map), to find changes.
+    seen: Services,
     generation: Option<u64>,
 }
 
@@ -175,7 +203,7 @@ impl Builder {
     pub fn new(settings: &Settings) -> Result<Builder, Error> {
         Ok(Builder {
             zone: Zone::new(settings)?,
-            seen: HashMap::new(),
+            seen: Services::new(),
             generation: None,
         })
     }
@@ -219,17 +247,17 @@ impl Builder {
                 _ => {}
             }
             touched += 1;
-            if let Some(old) = self.seen.remove(&key) {
-                self.zone.remove(&old);
+            if let Some(old) = old {
+                self.zone.remove(old);
             }
             if let Some(service) = new {
-                self.seen.insert(key, service.clone());
                 self.zone.insert(service);
             }
         }
         if touched > 0 {
             self.zone.bump_serial();
         }
+        self.seen = table.services.clone();
         self.generation = Some(table.generation);
         touched
     }
@@ -293,10 +321,10 @@ impl Zone {
             ns,
             ns_glue,
             version,
-            services: HashMap::new(),
-            namespaces: HashMap::new(),
-            reverse: HashMap::new(),
-            pod_addresses: HashMap::new(),
+            services: map(),
+            namespaces: map(),
+            reverse: map(),
+            pod_addresses: map(),
         })
     }
 
@@ -312,7 +340,7 @@ impl Zone {
 
     /// Number of services compiled.
     pub fn len(&self) -> usize {
-        self.services.len()
+        self.services.size()
     }
 
     /// True when no service is compiled.
@@ -331,54 +359,44 @@ impl Zone {
     fn remove(&mut self, service: &Service) {
         let key = &service.key;
         let id: Arc<str> = service_id(&service.key).into();
-        if let Some(compiled) = self.services.remove(&id) {
+        let ns: Arc<str> = key.namespace.as_str().into();
+        if let Some(compiled) = self.services.get(&id).cloned() {
+            self.services.remove_mut(&id);
             for (address, _) in compiled.ptr_targets() {
-                if let Some(list) = self.reverse.get_mut(&address) {
-                    Arc::make_mut(list).retain(|(owner, _)| *owner != id);
-                    if list.is_empty() {
-                        self.reverse.remove(&address);
-                    }
+                let Some(mut list) = self.reverse.get(&address).cloned() else {
+                    continue;
+                };
+                Arc::make_mut(&mut list).retain(|(owner, _)| *owner != id);
+                if list.is_empty() {
+                    self.reverse.remove_mut(&address);
+                } else {
+                    self.reverse.insert_mut(address, list);
                 }
             }
             for e in compiled.endpoints.iter().filter(|e| e.is_pod) {
-                let k = (Arc::<str>::from(key.namespace.as_str()), e.address);
-                if let Some(n) = self.pod_addresses.get_mut(&k) {
-                    *n -= 1;
-                    if *n == 0 {
-                        self.pod_addresses.remove(&k);
-                    }
-                }
+                count(&mut self.pod_addresses, (ns.clone(), e.address), -1);
             }
         }
-        let ns: Arc<str> = key.namespace.as_str().into();
-        if let Some(n) = self.namespaces.get_mut(&ns) {
-            *n -= 1;
-            if *n == 0 {
-                self.namespaces.remove(&ns);
-            }
-        }
+        count(&mut self.namespaces, ns, -1);
     }
 
     fn insert(&mut self, service: &Service) {
-        *self
-            .namespaces
-            .entry(service.key.namespace.as_str().into())
-            .or_insert(0) += 1;
+        let ns: Arc<str> = service.key.namespace.as_str().into();
+        count(&mut self.namespaces, ns.clone(), 1);
         let Some(compiled) = compile(service, &self.origin) else {
             tracing::warn!(service = %service.key, "service name is not a valid DNS name; no records");
             return;
         };
         let id: Arc<str> = service_id(&service.key).into();
         for (address, target) in compiled.ptr_targets() {
-            Arc::make_mut(self.reverse.entry(address).or_default()).push((id.clone(), target));
+            let mut list = self.reverse.get(&address).cloned().unwrap_or_default();
+            Arc::make_mut(&mut list).push((id.clone(), target));
+            self.reverse.insert_mut(address, list);
         }
         for e in compiled.endpoints.iter().filter(|e| e.is_pod) {
-            *self
-                .pod_addresses
-                .entry((service.key.namespace.as_str().into(), e.address))
-                .or_insert(0) += 1;
+            count(&mut self.pod_addresses, (ns.clone(), e.address), 1);
         }
-        self.services.insert(id, Arc::new(compiled));
+        self.services.insert_mut(id, Arc::new(compiled));
     }
 
     /// Looks `name` up for `qtype`. Names compare case-insensitively; the

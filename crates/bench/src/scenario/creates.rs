@@ -13,7 +13,7 @@ use crate::{load, objects};
 #[derive(Debug, Clone, Args)]
 pub struct CreatesArgs {
     /// Services to create.
-    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=60_000))]
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=200_000))]
     pub services: u32,
     /// Requests in flight at once (clients).
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]

@@ -2,6 +2,7 @@
 //! and returns a [`Report`].
 
 pub mod creates;
+pub mod dns_latency;
 pub mod fanout;
 pub mod list;
 pub mod propagation;

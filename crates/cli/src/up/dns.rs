@@ -1,4 +1,4 @@
-//! Cluster DNS flags of `up` and starting the server.
+//! Cluster DNS flags of `up` and `switchboard dns`, and starting the server.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 use switchboard_discovery::ServiceTable;
 use tokio::sync::watch;
 
-/// Cluster DNS flags (`up` only).
+/// Cluster DNS flags (`up` and `switchboard dns`).
 #[derive(Debug, Clone, Args)]
 pub struct DnsArgs {
     /// Address of cluster DNS, UDP and TCP ("none" disables it).
@@ -140,6 +140,61 @@ pub fn start(
     let running = server.spawn(table).context("cannot start cluster DNS")?;
     tracing::info!(addr = %running.addr, metrics = ?running.metrics_addr, "cluster DNS serving");
     Ok(running)
+}
+
+/// Flags of `switchboard dns`: cluster DNS alone, as CoreDNS runs beside
+/// an apiserver, fed by its own discovery watch through `--kubeconfig`.
+#[derive(Debug, Clone, Args)]
+pub struct DnsCommandArgs {
+    /// Cluster DNS domain (a DNS-1123 subdomain).
+    #[arg(long, default_value = "cluster.local", value_parser = super::parse_cluster_domain)]
+    pub cluster_domain: String,
+    /// Cluster DNS.
+    #[command(flatten)]
+    pub dns: DnsArgs,
+}
+
+/// Runs `switchboard dns` until SIGINT/SIGTERM or until DNS or its watch
+/// fails.
+pub async fn run_standalone(
+    global: &crate::GlobalArgs,
+    args: DnsCommandArgs,
+) -> anyhow::Result<std::process::ExitCode> {
+    let Some(config) = config(&args.dns, &args.cluster_domain)? else {
+        anyhow::bail!("`switchboard dns` with --dns-listen none has nothing to do");
+    };
+    let client = crate::client::client(global).await?;
+    let mut discovery = switchboard_discovery::spawn(client);
+    let running = start(config, discovery.table.clone())?;
+    {
+        use std::io::Write as _;
+        let metrics = running
+            .metrics_addr
+            .map(|a| format!(", metrics http://{a}/metrics"))
+            .unwrap_or_default();
+        let mut out = std::io::stdout().lock();
+        // Tests and the benchmark wait for this line and read the address.
+        writeln!(
+            out,
+            "switchboard dns is up: dns://{}{metrics}",
+            running.addr
+        )?;
+        out.flush()?;
+    }
+    let mut dns = Some(running);
+    let outcome = tokio::select! {
+        stopped = wait(&mut dns) => Err(stopped.err().unwrap_or_else(|| anyhow::anyhow!("cluster DNS stopped"))),
+        watched = &mut discovery.task => match watched {
+            Ok(Ok(())) => Err(anyhow::anyhow!("the discovery watch stopped")),
+            Ok(Err(e)) => Err(anyhow::Error::new(e).context("the discovery watch failed")),
+            Err(e) => Err(anyhow::anyhow!("the discovery watch panicked: {e}")),
+        },
+        signal = super::shutdown_signal() => {
+            tracing::info!(signal = signal?, "shutting down");
+            Ok(())
+        }
+    };
+    outcome.map(|()| std::process::ExitCode::SUCCESS)
 }
 
 /// Resolves when DNS stops (never, unless it failed); pending forever when

@@ -600,3 +600,100 @@ fn a_busy_dns_address_fails_up_with_a_clear_message() {
         "{err}"
     );
 }
+
+/// A `switchboard dns` process, killed when dropped.
+struct DnsAlone(std::process::Child);
+
+impl Drop for DnsAlone {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `switchboard dns` runs cluster DNS alone against the apiserver of a
+/// kubeconfig (as CoreDNS beside a cluster), from its own discovery watch.
+#[tokio::test]
+async fn switchboard_dns_alone_serves_the_cluster_of_its_kubeconfig() {
+    use std::io::BufRead as _;
+    if !have_dig() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sb = Switchboard::up_with(binary(), dir.path(), &["--proxy-mode", "none"]).unwrap();
+    let mut child = Command::new(binary())
+        .arg("--kubeconfig")
+        .arg(sb.kubeconfig())
+        .args([
+            "dns",
+            "--dns-listen",
+            "127.0.0.1:0",
+            "--dns-upstream",
+            "none",
+        ])
+        .args([
+            "--dns-metrics-listen",
+            "none",
+            "--cluster-domain",
+            "example.test",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("switchboard dns starts");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let alone = DnsAlone(child);
+    let line = std::io::BufReader::new(stdout)
+        .lines()
+        .next()
+        .expect("a ready line")
+        .expect("readable");
+    let dns: SocketAddr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("dns://"))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no dns:// address in {line:?}"));
+    assert!(
+        line.starts_with("switchboard dns is up"),
+        "ready line {line:?}"
+    );
+
+    let client = sb.client().await.unwrap();
+    let svc = create_service(
+        &client,
+        "default",
+        json!({"metadata": {"name": "alone"}, "spec": {"ports": [{"name": "http", "port": 80}]}}),
+    )
+    .await;
+    let ip = svc.spec.unwrap().cluster_ip.unwrap();
+    wait_short(dns, "alone.default.svc.example.test", "A", &[&ip]).await;
+    assert_eq!(
+        short(dns, "_http._tcp.alone.default.svc.example.test", "SRV"),
+        vec!["0 100 80 alone.default.svc.example.test.".to_string()]
+    );
+    // Its own --cluster-domain: the default zone is not served here.
+    assert_eq!(
+        status(dns, "alone.default.svc.cluster.local", "A"),
+        "REFUSED",
+        "outside the zone with forwarding off"
+    );
+    drop(alone);
+}
+
+/// `switchboard dns` with nothing to serve says so instead of idling.
+#[test]
+fn switchboard_dns_with_dns_listen_none_is_refused() {
+    let out = Command::new(binary())
+        .args([
+            "--kubeconfig",
+            "/nonexistent/kubeconfig",
+            "dns",
+            "--dns-listen",
+            "none",
+        ])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--dns-listen none has nothing to do"), "{err}");
+}

@@ -217,3 +217,27 @@ fn changed_since_gives_up_beyond_the_history() {
     assert!(t.changed_since(t.generation - HISTORY as u64).is_some());
     assert_eq!(t.changed_since(1), None);
 }
+
+#[test]
+fn a_slice_change_rebuilds_from_the_table_entry_without_the_object() {
+    let mut s = svc("web");
+    s.metadata.annotations =
+        Some([("switchboard.io/scheduler".to_string(), "lc".to_string())].into());
+    let mut c = synced(vec![s], vec![slice("web-1", "web", &["127.244.0.1"])]);
+    let first = c.publish().unwrap();
+    assert!(c.pending.is_empty(), "objects are not kept once built");
+    c.apply_slice(slice("web-1", "web", &["127.244.0.2", "127.244.0.1"]));
+    let t = c.publish().unwrap();
+    let web = t.get("default", "web").unwrap();
+    assert_eq!(addrs(&t, "web"), ["127.244.0.1", "127.244.0.2"]);
+    let before = first.get("default", "web").unwrap();
+    assert_eq!(web.annotations, before.annotations);
+    assert_eq!(web.cluster_ips, before.cluster_ips);
+    assert_eq!(web.ports, before.ports);
+    // A Service deleted and created again before one snapshot: the new one.
+    c.delete_service(&svc("web"));
+    c.apply_service(svc("web"));
+    let t = c.publish().unwrap();
+    assert!(t.get("default", "web").unwrap().annotations.is_empty());
+    assert_eq!(addrs(&t, "web"), ["127.244.0.1", "127.244.0.2"]);
+}
