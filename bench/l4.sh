@@ -16,7 +16,9 @@
 #
 # Pinning (default on 2+ cores): every proxy runs on CPU 0, wrk and the
 # backend on CPU 1 (taskset), the same for all peers, so a proxy never
-# competes with the load generator for its core.
+# competes with the load generator for its core. Each connection-per-request
+# run waits (at most 65 s) until the previous one's TIME_WAIT sockets are
+# gone.
 #
 # Usage: bench/l4.sh [--no-build] [--duration S] [--no-pin]
 # Environment: KEEP_DATA=1 keeps the work directory and logs; SB overrides
@@ -35,7 +37,7 @@ while [ $# -gt 0 ]; do
     --no-build) build=0 ;;
     --duration) duration=$2; shift ;;
     --no-pin) pin=0 ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -48,6 +50,7 @@ command -v nginx >/dev/null 2>&1 || need+=(nginx)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v taskset >/dev/null 2>&1 || need+=(util-linux)
+command -v ss >/dev/null 2>&1 || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq
@@ -266,8 +269,19 @@ if [ -n "$sb_url" ]; then targets+=(switchboard); url[switchboard]=$sb_url; fi
 declare -A rps p50 p99 cpu
 echo "wrk -t1 -c64 -d${duration}s --latency, keep-alive then Connection: close ..." >&2
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+# Sockets in TIME_WAIT (the previous connection-per-request run's, up to
+# 60 s) slow the next run's connects when ports come round again, and the
+# later targets would pay for the earlier ones: every close run starts from
+# the same state.
+drain_time_wait() {
+  local deadline=$((SECONDS + 65))
+  while [ "$(ss -tan state time-wait 2>/dev/null | wc -l)" -gt 1000 ] && [ $SECONDS -lt $deadline ]; do
+    sleep 1
+  done
+}
 for mode in keepalive close; do
   for t in "${targets[@]}"; do
+    [ "$mode" = close ] && drain_time_wait
     read -r r a b c e <<<"$(measure "$t" "${url[$t]}" "$mode")"
     rps[$t,$mode]=$r p50[$t,$mode]=$a p99[$t,$mode]=$b cpu[$t,$mode]=$c
     echo "  $mode $t: $r req/s, p50 $a ms, p99 $b ms, CPU $c us/request, errors: $e" >&2
