@@ -7,10 +7,9 @@
 //! an older `resourceVersion`; older than that is `410 Gone`.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::Value;
 use switchboard_api::intern::intern;
@@ -199,56 +198,12 @@ pub struct CacheEvent {
     /// The object before the change, so filtered watches can tell when an
     /// object stops or starts matching.
     pub prev: Option<Arc<Cached>>,
-    /// The watch line of this event as `kind`, while some watcher still
-    /// holds it (see [`CacheEvent::line`]).
-    line: Mutex<Option<Weak<[u8]>>>,
 }
 
 impl CacheEvent {
-    /// An event; its line is rendered when a watcher first sends it.
-    pub fn new(kind: EventType, obj: Arc<Cached>, prev: Option<Arc<Cached>>) -> CacheEvent {
-        CacheEvent {
-            kind,
-            obj,
-            prev,
-            line: Mutex::new(None),
-        }
-    }
-
     /// The revision of the change.
     pub fn rv(&self) -> Revision {
         self.obj.rv
-    }
-
-    /// The watch line of this event shown as `kind`, built by `render` from
-    /// the unpacked object.
-    ///
-    /// Watchers that send the event as its own kind (every unfiltered one)
-    /// share one line: the first unpacks and renders it, the others find it
-    /// while any watcher still has it queued. Only a weak reference stays
-    /// here, so the history keeps no unpacked copy; a watcher far behind
-    /// renders its own.
-    pub fn line(&self, kind: EventType, render: impl FnOnce(&[u8]) -> Vec<u8>) -> Bytes {
-        if kind != self.kind {
-            return Bytes::from(render(&self.obj.json.to_vec()));
-        }
-        // A panic while held leaves at worst no line: one is rendered anew.
-        let mut slot = self.line.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(line) = slot.as_ref().and_then(Weak::upgrade) {
-            return Bytes::from_owner(SharedLine(line));
-        }
-        let line: Arc<[u8]> = Arc::from(render(&self.obj.json.to_vec()));
-        *slot = Some(Arc::downgrade(&line));
-        Bytes::from_owner(SharedLine(line))
-    }
-}
-
-/// A rendered line shared by the watchers sending it.
-struct SharedLine(Arc<[u8]>);
-
-impl AsRef<[u8]> for SharedLine {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
     }
 }
 
@@ -427,7 +382,13 @@ impl TypeCache {
             None => state
                 .objects
                 .values()
-                .map(|o| Arc::new(CacheEvent::new(EventType::Added, o.clone(), None)))
+                .map(|o| {
+                    Arc::new(CacheEvent {
+                        kind: EventType::Added,
+                        obj: o.clone(),
+                        prev: None,
+                    })
+                })
                 .collect(),
             Some(rv) if rv < state.oldest => {
                 return Err(StartError::TooOld {
@@ -473,11 +434,15 @@ impl TypeCache {
                 } else {
                     EventType::Added
                 };
-                CacheEvent::new(kind, obj, prev)
+                CacheEvent { kind, obj, prev }
             }
             EventKind::Delete => {
                 let prev = state.objects.remove(&obj.key);
-                CacheEvent::new(EventType::Deleted, obj, prev)
+                CacheEvent {
+                    kind: EventType::Deleted,
+                    obj,
+                    prev,
+                }
             }
         };
         self.publish(&mut state, event);
@@ -501,7 +466,11 @@ impl TypeCache {
                 });
                 self.publish(
                     &mut state,
-                    CacheEvent::new(EventType::Deleted, gone, Some(obj.clone())),
+                    CacheEvent {
+                        kind: EventType::Deleted,
+                        obj: gone,
+                        prev: Some(obj.clone()),
+                    },
                 );
             }
         }
@@ -510,11 +479,19 @@ impl TypeCache {
                 Some(prev) if prev.rv == obj.rv => {}
                 Some(prev) => self.publish(
                     &mut state,
-                    CacheEvent::new(EventType::Modified, obj.clone(), Some(prev.clone())),
+                    CacheEvent {
+                        kind: EventType::Modified,
+                        obj: obj.clone(),
+                        prev: Some(prev.clone()),
+                    },
                 ),
                 None => self.publish(
                     &mut state,
-                    CacheEvent::new(EventType::Added, obj.clone(), None),
+                    CacheEvent {
+                        kind: EventType::Added,
+                        obj: obj.clone(),
+                        prev: None,
+                    },
                 ),
             }
         }
@@ -718,38 +695,6 @@ mod tests {
             Cached::from_stored(pods, "/registry/pods/ns/q", &bytes, 3, &Packer::default())
                 .is_none()
         );
-    }
-
-    #[test]
-    fn watchers_share_a_line_while_one_of_them_holds_it() {
-        let cache = TypeCache::new(
-            config_maps(),
-            History {
-                events: 10,
-                bytes: 1 << 20,
-            },
-            0,
-        );
-        let mut sub = cache.subscribe(Some(0)).expect("at the start");
-        put(&cache, 1);
-        let event = sub.live.try_recv().expect("published");
-        let renders = std::cell::Cell::new(0);
-        let render = |json: &[u8]| {
-            renders.set(renders.get() + 1);
-            json.to_vec()
-        };
-        let first = event.line(EventType::Added, render);
-        let second = event.line(EventType::Added, render);
-        assert_eq!(renders.get(), 1);
-        assert_eq!(first.as_ptr(), second.as_ptr());
-        assert_eq!(first, event.obj.json.to_vec());
-        // Shown as another kind (a filtered watch's transition): its own.
-        let deleted = event.line(EventType::Deleted, render);
-        assert_eq!((renders.get(), deleted), (2, first.clone()));
-        // Nobody holds it any more: rendered again, not kept.
-        drop((first, second));
-        let _again = event.line(EventType::Added, render);
-        assert_eq!(renders.get(), 3);
     }
 
     #[tokio::test]

@@ -597,22 +597,18 @@ impl Filter {
             EventType::Deleted if now || before => EventType::Deleted,
             _ => return None,
         };
-        Some(event.line(kind, |object| watch_line_vec(kind.as_str(), object)))
+        Some(watch_line(kind.as_str(), &event.obj.json.to_vec()))
     }
 }
 
 fn watch_line(kind: &str, object: &[u8]) -> Bytes {
-    Bytes::from(watch_line_vec(kind, object))
-}
-
-fn watch_line_vec(kind: &str, object: &[u8]) -> Vec<u8> {
     let mut line = Vec::with_capacity(object.len() + 32);
     line.extend_from_slice(b"{\"type\":\"");
     line.extend_from_slice(kind.as_bytes());
     line.extend_from_slice(b"\",\"object\":");
     line.extend_from_slice(object);
     line.extend_from_slice(b"}\n");
-    line
+    Bytes::from(line)
 }
 
 fn bookmark_line(rt: &ResourceType, rv: i64, initial_events_end: bool) -> Bytes {
