@@ -22,7 +22,8 @@
 # CPU 1 (taskset), so each side has one core of its own.
 #
 # Usage: bench/dns.sh [--no-build] [--services N] [--duration S] [--latency-samples N]
-# Environment: KEEP_DATA=1 keeps the work directory and server logs.
+# Environment: KEEP_DATA=1 keeps the work directory and server logs;
+# SB_DNS_FLAGS adds flags to `switchboard dns` (e.g. "--dns-answer-cache-size 200000").
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -40,7 +41,7 @@ while [ $# -gt 0 ]; do
     --services) services=$2; shift ;;
     --duration) duration=$2; shift ;;
     --latency-samples) samples=$2; shift ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -130,9 +131,10 @@ server_pid=$!
 pids+=($server_pid)
 for _ in $(seq 1 600); do grep -q 'switchboard is up' "$WORK/server.out" && break; sleep 0.1; done
 grep -q 'switchboard is up' "$WORK/server.out" || { echo "switchboard server did not start:" >&2; cat "$WORK/server.log" >&2; exit 1; }
+read -ra extra_dns_flags <<<"${SB_DNS_FLAGS:-}"
 "${server_cpu[@]}" "$SB" dns --kubeconfig "$WORK/sb/kubeconfig" \
   --dns-listen 127.0.0.1:$SB_PORT --dns-threads 1 --dns-upstream none \
-  --dns-metrics-listen none >"$WORK/dns.out" 2>"$WORK/dns.log" &
+  --dns-metrics-listen none "${extra_dns_flags[@]}" >"$WORK/dns.out" 2>"$WORK/dns.log" &
 sb_pid=$!
 pids+=($sb_pid)
 
@@ -153,11 +155,23 @@ last="svc-$((services - 1)).$NS.svc.cluster.local"
 wait_answer $KNOT_PORT "$last"
 wait_answer $BIND_PORT "$last"
 wait_answer $SB_PORT "$last"
-sb_rss_kb=$(awk '/VmRSS/ {print $2}' /proc/$sb_pid/status)
 
 cpu_ticks() { # pid: user+system clock ticks of the whole process
   awk '{print $14 + $15}' "/proc/$1/stat"
 }
+wait_idle() { # pid: until the process used < 5% of a core for 2 s (at most 600 s)
+  local before after
+  for _ in $(seq 1 300); do
+    before=$(cpu_ticks "$1"); sleep 2; after=$(cpu_ticks "$1")
+    [ $(( (after - before) * 100 / $(getconf CLK_TCK) / 2 )) -lt 5 ] && return 0
+  done
+  echo "process $1 stayed busy" >&2
+}
+# The EndpointSlice controller makes a slice for every new Service, and DNS
+# follows each: measure once both are done.
+echo "waiting for the control plane and DNS to settle ..." >&2
+wait_idle "$server_pid"
+wait_idle "$sb_pid"
 measure() { # client name port pid: one client's run against one server
   local out="$WORK/$1-$2.txt"
   local before after

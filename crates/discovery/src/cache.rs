@@ -16,7 +16,7 @@
 //! immutable table takes an O(1) clone of that map, sharing every node the
 //! change did not touch. Nothing is proportional to the number of services.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1 as core;
@@ -28,6 +28,9 @@ use crate::table::{Endpoint, PastChange, Service, ServiceKey, ServiceTable, Serv
 
 /// A slice is known by namespace and name.
 type SliceId = (String, String);
+
+/// One slice of a service: its name and the endpoints it contributes.
+type SliceEndpoints = (Box<str>, Vec<Endpoint>);
 
 /// How many earlier `changed` lists a snapshot carries
 /// ([`ServiceTable::history`]): enough for a consumer that falls a few
@@ -41,19 +44,24 @@ const HISTORY_MAX_KEYS: usize = 1024;
 /// See the module docs.
 #[derive(Debug, Default)]
 pub struct Cache {
-    /// Services changed since the last snapshot: the object, or `None`
-    /// when deleted.
-    pending: HashMap<ServiceKey, Option<core::Service>>,
-    /// Each service's slices (by slice name), as their endpoints.
-    slices: HashMap<ServiceKey, BTreeMap<String, Vec<Endpoint>>>,
+    /// Services changed since the last snapshot, as their table entry
+    /// without endpoints ([`build::base`]), or `None` when deleted. The map
+    /// is shrunk once drained, so an initial list of 100k does not leave
+    /// its buckets behind.
+    pending: HashMap<ServiceKey, Option<Box<Service>>>,
+    /// Each service's slices, as (slice name, its endpoints): a service
+    /// has one slice per 100 endpoints, so a short vector (a B-tree's
+    /// first node alone would be half a kilobyte per service).
+    slices: HashMap<ServiceKey, Vec<SliceEndpoints>>,
     /// Which service each stored slice is filed under, so a slice whose
     /// label changes (or is deleted without labels) is found again.
     slice_owner: HashMap<SliceId, ServiceKey>,
     built: Services,
     dirty: HashSet<ServiceKey>,
-    /// Objects of a (re)list in progress, applied at its `InitDone`.
-    service_init: Option<Vec<core::Service>>,
-    slice_init: Option<Vec<EndpointSlice>>,
+    /// A (re)list in progress, applied at its `InitDone`; converted as
+    /// they arrive, so the list's objects are never all held at once.
+    service_init: Option<Vec<Service>>,
+    slice_init: Option<Vec<Prepared>>,
     services_listed: bool,
     slices_listed: bool,
     published_synced: bool,
@@ -74,7 +82,11 @@ impl Cache {
             Event::Apply(svc) => self.apply_service(svc),
             Event::Delete(svc) => self.delete_service(&svc),
             Event::Init => self.service_init = Some(Vec::new()),
-            Event::InitApply(svc) => self.service_init.get_or_insert_with(Vec::new).push(svc),
+            Event::InitApply(svc) => {
+                if let Some(base) = build::base(&svc) {
+                    self.service_init.get_or_insert_with(Vec::new).push(base);
+                }
+            }
             Event::InitDone => {
                 let listed = self.service_init.take().unwrap_or_default();
                 let mut gone: HashSet<ServiceKey> = self.built.keys().cloned().collect();
@@ -84,11 +96,9 @@ impl Cache {
                         .filter(|(_, svc)| svc.is_some())
                         .map(|(key, _)| key.clone()),
                 );
-                for svc in listed {
-                    if let Some(key) = build::key_of(&svc.metadata) {
-                        gone.remove(&key);
-                    }
-                    self.apply_service(svc);
+                for base in listed {
+                    gone.remove(&base.key);
+                    self.set_pending(base);
                 }
                 for key in gone {
                     self.pending.insert(key.clone(), None);
@@ -105,15 +115,17 @@ impl Cache {
             Event::Apply(slice) => self.apply_slice(slice),
             Event::Delete(slice) => self.delete_slice(&slice),
             Event::Init => self.slice_init = Some(Vec::new()),
-            Event::InitApply(slice) => self.slice_init.get_or_insert_with(Vec::new).push(slice),
+            Event::InitApply(slice) => {
+                if let Some(prepared) = prepare(&slice) {
+                    self.slice_init.get_or_insert_with(Vec::new).push(prepared);
+                }
+            }
             Event::InitDone => {
                 let listed = self.slice_init.take().unwrap_or_default();
                 let mut gone: HashSet<SliceId> = self.slice_owner.keys().cloned().collect();
-                for slice in listed {
-                    if let Some(id) = slice_id(&slice) {
-                        gone.remove(&id);
-                    }
-                    self.apply_slice(slice);
+                for prepared in listed {
+                    gone.remove(&prepared.id);
+                    self.set_slice(prepared);
                 }
                 for id in gone {
                     self.remove_slice(&id);
@@ -125,10 +137,14 @@ impl Cache {
 
     /// A Service was added or changed.
     pub fn apply_service(&mut self, svc: core::Service) {
-        let Some(key) = build::key_of(&svc.metadata) else {
-            return;
-        };
-        self.pending.insert(key.clone(), Some(svc));
+        if let Some(base) = build::base(&svc) {
+            self.set_pending(base);
+        }
+    }
+
+    fn set_pending(&mut self, base: Service) {
+        let key = base.key.clone();
+        self.pending.insert(key.clone(), Some(Box::new(base)));
         self.dirty.insert(key);
     }
 
@@ -142,18 +158,29 @@ impl Cache {
 
     /// An EndpointSlice was added or changed.
     pub fn apply_slice(&mut self, slice: EndpointSlice) {
-        let Some(id) = slice_id(&slice) else {
-            return;
-        };
+        if let Some(prepared) = prepare(&slice) {
+            self.set_slice(prepared);
+        }
+    }
+
+    fn set_slice(
+        &mut self,
+        Prepared {
+            id,
+            owner,
+            endpoints,
+        }: Prepared,
+    ) {
         // Filed under its old service if the label changed (or went away).
         self.remove_slice(&id);
-        let Some(owner) = build::slice_service(&slice) else {
+        let Some(owner) = owner else {
             return;
         };
-        self.slices
-            .entry(owner.clone())
-            .or_default()
-            .insert(id.1.clone(), build::slice_endpoints(&slice));
+        let slices = self.slices.entry(owner.clone()).or_default();
+        slices.push((id.1.as_str().into(), endpoints));
+        // Slice order decides nothing (endpoints are merged by address);
+        // sorted so the table is the same whatever the arrival order.
+        slices.sort_by(|a, b| a.0.cmp(&b.0));
         self.slice_owner.insert(id, owner.clone());
         self.dirty.insert(owner);
     }
@@ -170,7 +197,7 @@ impl Cache {
             return;
         };
         if let Some(slices) = self.slices.get_mut(&owner) {
-            slices.remove(&id.1);
+            slices.retain(|(name, _)| **name != *id.1);
             if slices.is_empty() {
                 self.slices.remove(&owner);
             }
@@ -193,14 +220,14 @@ impl Cache {
         let mut changed = Vec::new();
         for key in std::mem::take(&mut self.dirty) {
             let endpoints = || {
-                let slices = self.slices.get(&key).into_iter().flat_map(|s| s.values());
-                build::merge_endpoints(slices.flatten().cloned())
+                let slices = self.slices.get(&key).into_iter().flatten();
+                build::merge_endpoints(slices.flat_map(|(_, e)| e.iter().cloned()))
             };
             let built = match self.pending.remove(&key) {
-                Some(Some(svc)) => build::base(&svc).map(|mut s| {
-                    s.endpoints = endpoints();
-                    s
-                }),
+                Some(Some(mut base)) => {
+                    base.endpoints = endpoints();
+                    Some(*base)
+                }
                 Some(None) => None,
                 // Only its slices changed: the same Service, new endpoints.
                 None => self.built.get(&key).map(|old| Service {
@@ -221,6 +248,8 @@ impl Cache {
                 (None, None) => {}
             }
         }
+        // Every pending key was dirty, so the map is empty now.
+        self.pending.shrink_to_fit();
         if changed.is_empty() && self.published_synced {
             return None;
         }
@@ -242,6 +271,23 @@ impl Cache {
             history,
         })
     }
+}
+
+/// What the cache keeps of a slice: which slice, whose, and its endpoints.
+#[derive(Debug)]
+struct Prepared {
+    id: SliceId,
+    /// `None` without a `kubernetes.io/service-name` label.
+    owner: Option<ServiceKey>,
+    endpoints: Vec<Endpoint>,
+}
+
+fn prepare(slice: &EndpointSlice) -> Option<Prepared> {
+    Some(Prepared {
+        id: slice_id(slice)?,
+        owner: build::slice_service(slice),
+        endpoints: build::slice_endpoints(slice),
+    })
 }
 
 fn slice_id(slice: &EndpointSlice) -> Option<SliceId> {

@@ -28,6 +28,12 @@ pub struct DnsArgs {
     /// Threads serving DNS (1: one thread serves UDP and TCP).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub dns_threads: u16,
+    /// Most finished zone answers each DNS thread keeps (0 disables the
+    /// cache; CoreDNS's `cache` holds 9984). A repeated question is then a
+    /// hash lookup and a copy; a zone with more names than this that are all
+    /// asked in turn mostly misses.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(0..=10_000_000))]
+    pub dns_answer_cache_size: u32,
     /// Prometheus metrics of DNS at http://ADDR/metrics ("none" disables).
     #[arg(long, default_value = "127.0.0.1:9153", value_parser = parse_optional_addr)]
     pub dns_metrics_listen: Listen,
@@ -118,6 +124,7 @@ pub fn config(
     let mut config = switchboard_dns::Config::new(listen, settings);
     config.upstreams = upstreams;
     config.threads = usize::from(args.dns_threads);
+    config.answer_cache_size = args.dns_answer_cache_size as usize;
     config.metrics_listen = args.dns_metrics_listen.0;
     Ok(Some(config))
 }

@@ -192,3 +192,33 @@ fn a_bad_cluster_domain_is_an_error_naming_it() {
     s.domain = "a..b".into();
     assert!(Zone::new(&s).is_err());
 }
+
+#[test]
+fn sharded_map_is_copy_on_write() {
+    let mut m: super::Map<Arc<str>, usize> = super::map();
+    for i in 0..1000 {
+        m.insert_mut(format!("svc-{i}.ns").into(), i);
+    }
+    m.insert_mut("svc-1.ns".into(), 1);
+    assert_eq!(m.size(), 1000, "replacing a key does not grow the map");
+    let published = m.clone();
+    m.remove_mut("svc-7.ns");
+    m.remove_mut("absent.ns");
+    m.insert_mut("svc-8.ns".into(), 80);
+    assert_eq!(m.size(), 999);
+    assert_eq!(m.get("svc-7.ns"), None);
+    assert_eq!(m.get("svc-8.ns"), Some(&80));
+    assert_eq!(published.size(), 1000, "a published clone is unaffected");
+    assert_eq!(published.get("svc-7.ns"), Some(&7));
+    assert_eq!(published.get("svc-8.ns"), Some(&8));
+    let shared = published
+        .shards
+        .iter()
+        .zip(&m.shards)
+        .filter(|(a, b)| Arc::ptr_eq(a, b))
+        .count();
+    assert!(
+        shared >= super::SHARDS - 2,
+        "only the touched shards were copied ({shared} shared)"
+    );
+}
