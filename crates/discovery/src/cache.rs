@@ -1,13 +1,14 @@
 //! The incremental state between watch events and snapshots: the built
-//! table, each EndpointSlice's endpoints, the Service objects received since
-//! the last snapshot, and the keys touched. Pure (no IO), so it is unit
-//! tested and benchmarked without an apiserver; [`crate::spawn`] feeds it.
+//! table, each EndpointSlice's endpoints, the Services changed since the
+//! last snapshot, and the keys touched. Pure (no IO), so it is unit tested
+//! and benchmarked without an apiserver; [`crate::spawn`] feeds it.
 //!
-//! Memory: no Kubernetes object is kept once it is built. A typed Service
-//! is about ten times the size of its table entry and a typed slice holds
-//! far more than its endpoints, which at 100k services made the objects
-//! most of the process; so a Service waits in `pending` only until the
-//! next snapshot, and a slice is kept as its endpoints. A service whose
+//! Memory: no Kubernetes object is kept. A typed Service is several times
+//! the size of its table entry and a typed slice holds far more than its
+//! endpoints, which at 100k services made the objects most of the process;
+//! so each Service is turned into its table entry without endpoints
+//! ([`build::base`]) as it arrives, and waits in `pending` only until the
+//! next snapshot; each slice is kept as its endpoints. A service whose
 //! slices change is rebuilt from its table entry with the new endpoints.
 //!
 //! Cost of a snapshot: only the touched services are rebuilt (each compared
