@@ -667,7 +667,7 @@ mod tests {
         let pod = serde_json::json!({
             "metadata": {"name": "p", "namespace": "ns"},
             "spec": {"nodeName": "node-1", "restartPolicy": "Always"},
-            "status": {"phase": "Running", "podIP": "10.0.0.7", "podIPs": [{"ip": "10.0.0.7"}]}
+            "status": {"phase": "Running", "podIP": "127.244.0.7", "podIPs": [{"ip": "127.244.0.7"}]}
         });
         let fields = FieldValues::of(pods, &pod);
         for (path, want) in [
@@ -675,8 +675,8 @@ mod tests {
             ("spec.restartPolicy", Some("Always")),
             ("spec.hostNetwork", Some("false")),
             ("status.phase", Some("Running")),
-            ("status.podIP", Some("10.0.0.7")),
-            ("status.podIPs", Some("10.0.0.7")),
+            ("status.podIP", Some("127.244.0.7")),
+            ("status.podIPs", Some("127.244.0.7")),
             ("spec.schedulerName", None),
             ("status.nominatedNodeName", None),
             ("no.such.field", None),

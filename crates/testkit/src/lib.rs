@@ -97,22 +97,13 @@ impl Switchboard {
         if !args.iter().any(|a| a.starts_with("--pod-cidr")) {
             defaults.extend(["--pod-cidr", pod_cidr.as_str()]);
         }
-        let mut child = Command::new(binary)
-            .args([command, "--api-listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(defaults)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))?;
-        let stdout = child.stdout.take().context("stdout is piped")?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        let (child, rx) = spawn_with_stdout(
+            Command::new(binary)
+                .args([command, "--api-listen", "127.0.0.1:0", "--data-dir"])
+                .arg(data_dir)
+                .args(defaults)
+                .args(args),
+        )?;
         let line = rx
             .recv_timeout(Duration::from_secs(30))
             .with_context(|| format!("no ready line from switchboard {command} within 30 s"))?;
@@ -164,18 +155,7 @@ impl Switchboard {
     /// Stops the process with SIGTERM, as an operator would, so its node
     /// agent stops the pods' processes; SIGKILL after `grace`.
     pub fn stop(&mut self, grace: Duration) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
-        signal(self.child.id(), nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.kill();
+        stop_child(&mut self.child, grace);
     }
 }
 
@@ -204,24 +184,14 @@ impl NodeProxy {
         if !args.iter().any(|a| a.starts_with("--proxy-metrics-listen")) {
             defaults.extend(["--proxy-metrics-listen", "127.0.0.1:0"]);
         }
-        let mut child = Command::new(binary)
-            .arg("--kubeconfig")
-            .arg(kubeconfig)
-            .arg("proxy")
-            .args(defaults)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))?;
-        let stdout = child.stdout.take().context("stdout is piped")?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        // Keeps reading, so the process never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        let (mut child, rx) = spawn_with_stdout(
+            Command::new(binary)
+                .arg("--kubeconfig")
+                .arg(kubeconfig)
+                .arg("proxy")
+                .args(defaults)
+                .args(args),
+        )?;
         let line = match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(line) if line.starts_with("switchboard proxy is up") => line,
             other => {
@@ -239,19 +209,7 @@ impl NodeProxy {
 
     /// Stops the process with SIGTERM, SIGKILL after `grace`.
     pub fn stop(&mut self, grace: Duration) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
-        signal(self.child.id(), nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop_child(&mut self.child, grace);
     }
 }
 
@@ -259,6 +217,44 @@ impl Drop for NodeProxy {
     fn drop(&mut self) {
         self.stop(Duration::from_secs(5));
     }
+}
+
+/// Starts `command` with stdout piped (stderr discarded) and returns its
+/// stdout lines on a channel, read by a thread of their own so the process
+/// never blocks on a full pipe. Callers wait on it for their ready line.
+pub fn spawn_with_stdout(
+    command: &mut Command,
+) -> anyhow::Result<(Child, std::sync::mpsc::Receiver<String>)> {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot start {:?}", command.get_program()))?;
+    let stdout = child.stdout.take().context("stdout is piped")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    Ok((child, rx))
+}
+
+/// Stops `child` with SIGTERM, as an operator would; SIGKILL after `grace`.
+pub fn stop_child(child: &mut Child, grace: Duration) {
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
+    signal(child.id(), nix::sys::signal::Signal::SIGTERM);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// Sends `sig` to process `pid`; a process already gone is not an error.

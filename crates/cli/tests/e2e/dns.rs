@@ -601,13 +601,12 @@ fn a_busy_dns_address_fails_up_with_a_clear_message() {
     );
 }
 
-/// A `switchboard dns` process, killed when dropped.
+/// A `switchboard dns` process, stopped when dropped.
 struct DnsAlone(std::process::Child);
 
 impl Drop for DnsAlone {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        switchboard_testkit::stop_child(&mut self.0, Duration::from_secs(5));
     }
 }
 
@@ -615,48 +614,43 @@ impl Drop for DnsAlone {
 /// kubeconfig (as CoreDNS beside a cluster), from its own discovery watch.
 #[tokio::test]
 async fn switchboard_dns_alone_serves_the_cluster_of_its_kubeconfig() {
-    use std::io::BufRead as _;
     if !have_dig() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let sb = Switchboard::up_with(binary(), dir.path(), &["--proxy-mode", "none"]).unwrap();
-    let mut child = Command::new(binary())
-        .arg("--kubeconfig")
-        .arg(sb.kubeconfig())
-        .args([
-            "dns",
-            "--dns-listen",
-            "127.0.0.1:0",
-            "--dns-upstream",
-            "none",
-        ])
-        .args([
-            "--dns-metrics-listen",
-            "none",
-            "--cluster-domain",
-            "example.test",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("switchboard dns starts");
-    let stdout = child.stdout.take().expect("stdout is piped");
+    let (child, lines) = switchboard_testkit::spawn_with_stdout(
+        Command::new(binary())
+            .arg("--kubeconfig")
+            .arg(sb.kubeconfig())
+            .args([
+                "dns",
+                "--dns-listen",
+                "127.0.0.1:0",
+                "--dns-upstream",
+                "none",
+            ])
+            .args([
+                "--dns-metrics-listen",
+                "none",
+                "--cluster-domain",
+                "example.test",
+            ]),
+    )
+    .expect("switchboard dns starts");
     let alone = DnsAlone(child);
-    let line = std::io::BufReader::new(stdout)
-        .lines()
-        .next()
-        .expect("a ready line")
-        .expect("readable");
+    let line = lines
+        .recv_timeout(Duration::from_secs(30))
+        .expect("a ready line within 30 s");
+    assert!(
+        line.starts_with("switchboard dns is up"),
+        "ready line {line:?}"
+    );
     let dns: SocketAddr = line
         .split_whitespace()
         .find_map(|w| w.strip_prefix("dns://"))
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("no dns:// address in {line:?}"));
-    assert!(
-        line.starts_with("switchboard dns is up"),
-        "ready line {line:?}"
-    );
 
     let client = sb.client().await.unwrap();
     let svc = create_service(
