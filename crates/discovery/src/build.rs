@@ -105,29 +105,19 @@ pub fn base(svc: &core::Service) -> Option<Service> {
         .as_ref()
         .and_then(|s| s.load_balancer.as_ref())
         .and_then(|lb| lb.ingress.as_ref())
-        .map(|ingress| {
-            ingress
-                .iter()
-                .filter_map(|i| i.ip.as_deref()?.parse().ok())
-                .collect()
-        })
+        .map(|ingress| exact(ingress.iter().filter_map(|i| i.ip.as_deref()?.parse().ok())))
         .unwrap_or_default();
-    let ports = spec
-        .ports
-        .iter()
-        .flatten()
-        .filter_map(|p| {
-            Some(ServicePort {
-                name: p.name.clone().unwrap_or_default(),
-                protocol: protocol(p.protocol.as_deref()),
-                port: u16::try_from(p.port).ok().filter(|&p| p != 0)?,
-                node_port: p
-                    .node_port
-                    .and_then(|n| u16::try_from(n).ok())
-                    .filter(|&n| n != 0),
-            })
+    let ports = exact(spec.ports.iter().flatten().filter_map(|p| {
+        Some(ServicePort {
+            name: p.name.clone().unwrap_or_default(),
+            protocol: protocol(p.protocol.as_deref()),
+            port: u16::try_from(p.port).ok().filter(|&p| p != 0)?,
+            node_port: p
+                .node_port
+                .and_then(|n| u16::try_from(n).ok())
+                .filter(|&n| n != 0),
         })
-        .collect();
+    }));
     let session_affinity = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
         spec.session_affinity_config
             .as_ref()
@@ -157,7 +147,17 @@ pub fn base(svc: &core::Service) -> Option<Service> {
 }
 
 fn parse_ips(ips: &[String]) -> Vec<IpAddr> {
-    ips.iter().filter_map(|ip| ip.parse().ok()).collect()
+    exact(ips.iter().filter_map(|ip| ip.parse().ok()))
+}
+
+/// Collected without spare room. A filtered iterator does not know its
+/// length, so `collect` reserves four slots for its first item; a table
+/// entry lives as long as its Service, and one port or one IP is usual,
+/// so that room would be most of the entry's vectors.
+fn exact<T>(items: impl Iterator<Item = T>) -> Vec<T> {
+    let mut items: Vec<T> = items.collect();
+    items.shrink_to_fit();
+    items
 }
 
 /// The endpoints of `key` from `slices`, merged and sorted by address.
@@ -197,29 +197,25 @@ pub fn slice_endpoints(slice: &EndpointSlice) -> Vec<Endpoint> {
             })
         })
         .collect();
-    slice
-        .endpoints
-        .iter()
-        .filter_map(|ep| {
-            let address = ep.addresses.first()?.parse::<IpAddr>().ok()?;
-            let conditions = ep.conditions.clone().unwrap_or_default();
-            let ready = conditions.ready.unwrap_or(true);
-            Some(Endpoint {
-                address,
-                hostname: ep.hostname.clone().filter(|h| !h.is_empty()),
-                node_name: ep.node_name.clone().filter(|n| !n.is_empty()),
-                pod_name: ep
-                    .target_ref
-                    .as_ref()
-                    .filter(|r| r.kind.as_deref() == Some("Pod"))
-                    .and_then(|r| r.name.clone()),
-                ready,
-                serving: conditions.serving.unwrap_or(ready),
-                terminating: conditions.terminating.unwrap_or(false),
-                ports: Arc::clone(&ports),
-            })
+    exact(slice.endpoints.iter().filter_map(|ep| {
+        let address = ep.addresses.first()?.parse::<IpAddr>().ok()?;
+        let conditions = ep.conditions.clone().unwrap_or_default();
+        let ready = conditions.ready.unwrap_or(true);
+        Some(Endpoint {
+            address,
+            hostname: ep.hostname.clone().filter(|h| !h.is_empty()),
+            node_name: ep.node_name.clone().filter(|n| !n.is_empty()),
+            pod_name: ep
+                .target_ref
+                .as_ref()
+                .filter(|r| r.kind.as_deref() == Some("Pod"))
+                .and_then(|r| r.name.clone()),
+            ready,
+            serving: conditions.serving.unwrap_or(ready),
+            terminating: conditions.terminating.unwrap_or(false),
+            ports: Arc::clone(&ports),
         })
-        .collect()
+    }))
 }
 
 /// One service's endpoints from all of its slices: an address that

@@ -4,9 +4,10 @@
 //! ingress all read the same table; it carries no proxy concerns.
 //!
 //! Layers: [`build`] turns one Service and its slices into a table entry
-//! (pure); [`cache::Cache`] keeps the objects and rebuilds only what a batch
-//! of watch events touched (pure); [`spawn`] runs the kube-runtime watchers
-//! and publishes each snapshot on a `tokio::sync::watch` channel.
+//! (pure); [`cache::Cache`] keeps what the table is built from and
+//! rebuilds only what a batch of watch events touched (pure); [`spawn`]
+//! runs the kube-runtime watchers and publishes each snapshot on a
+//! `tokio::sync::watch` channel.
 
 pub mod build;
 pub mod cache;

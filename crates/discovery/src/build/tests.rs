@@ -216,3 +216,26 @@ fn duplicates_across_slices_merge_and_other_slices_are_ignored() {
     let names: Vec<&str> = moved.ports.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, vec!["http", "dns", "metrics"]);
 }
+
+#[test]
+fn table_entries_hold_no_spare_room() {
+    let s = service(
+        &web(),
+        [&web_slice(
+            "web-1",
+            json!([{"addresses": ["127.244.0.1"]}, {"addresses": ["not-an-ip"]}]),
+        )],
+    )
+    .expect("named service builds");
+    let exact = |len: usize, capacity: usize| assert_eq!(len, capacity);
+    exact(s.cluster_ips.len(), s.cluster_ips.capacity());
+    exact(s.external_ips.len(), s.external_ips.capacity());
+    exact(s.load_balancer_ips.len(), s.load_balancer_ips.capacity());
+    exact(s.ports.len(), s.ports.capacity());
+    exact(s.endpoints.len(), s.endpoints.capacity());
+    let endpoints = slice_endpoints(&web_slice(
+        "web-1",
+        json!([{"addresses": ["127.244.0.1"]}, {"addresses": ["not-an-ip"]}]),
+    ));
+    exact(endpoints.len(), endpoints.capacity());
+}

@@ -241,3 +241,171 @@ fn a_slice_change_rebuilds_from_the_table_entry_without_the_object() {
     assert!(t.get("default", "web").unwrap().annotations.is_empty());
     assert_eq!(addrs(&t, "web"), ["127.244.0.1", "127.244.0.2"]);
 }
+
+fn unlabelled(name: &str) -> EndpointSlice {
+    let mut s = slice(name, "", &[]);
+    s.metadata.labels = None;
+    s
+}
+
+/// The stored endpoints of `service`'s slices: `None` for one whose
+/// endpoints the table entry holds.
+fn stored(c: &Cache, service: &str) -> Vec<(String, Option<usize>)> {
+    c.slices
+        .get(&*id("default", service))
+        .map(Slices::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|s| (s.name.to_string(), s.endpoints.as_ref().map(Vec::len)))
+        .collect()
+}
+
+#[test]
+fn a_lone_slice_lends_its_endpoints_to_the_table() {
+    let mut c = synced(
+        vec![svc("a")],
+        vec![slice("a-1", "a", &["127.244.0.2", "127.244.0.1"])],
+    );
+    assert_eq!(stored(&c, "a"), [("a-1".to_owned(), Some(2))]);
+    c.publish().unwrap();
+    assert_eq!(stored(&c, "a"), [("a-1".to_owned(), None)], "held once");
+
+    // The Service changes: its endpoints come from the old entry.
+    let mut changed = svc("a");
+    changed.metadata.annotations = Some([("k".to_owned(), "v".to_owned())].into());
+    c.apply_service(changed);
+    let t = c.publish().unwrap();
+    assert_eq!(addrs(&t, "a"), ["127.244.0.1", "127.244.0.2"]);
+    assert_eq!(stored(&c, "a"), [("a-1".to_owned(), None)]);
+
+    // A second slice: the first one's endpoints are taken back.
+    c.apply_slice(slice("a-2", "a", &["127.244.0.3"]));
+    let t = c.publish().unwrap();
+    assert_eq!(
+        addrs(&t, "a"),
+        ["127.244.0.1", "127.244.0.2", "127.244.0.3"]
+    );
+    assert_eq!(
+        stored(&c, "a"),
+        [("a-1".to_owned(), Some(2)), ("a-2".to_owned(), Some(1))]
+    );
+
+    // Back to one slice: the table entry holds them again.
+    c.delete_slice(&slice("a-1", "a", &[]));
+    let t = c.publish().unwrap();
+    assert_eq!(addrs(&t, "a"), ["127.244.0.3"]);
+    assert_eq!(stored(&c, "a"), [("a-2".to_owned(), None)]);
+}
+
+#[test]
+fn a_deleted_service_leaves_its_slices_endpoints_behind() {
+    let mut c = synced(vec![svc("a")], vec![slice("a-1", "a", &["127.244.0.1"])]);
+    c.publish().unwrap();
+    c.delete_service(&svc("a"));
+    let t = c.publish().unwrap();
+    assert!(t.get("default", "a").is_none());
+    assert_eq!(
+        stored(&c, "a"),
+        [("a-1".to_owned(), Some(1))],
+        "the slice outlives its service"
+    );
+    c.apply_service(svc("a"));
+    let t = c.publish().unwrap();
+    assert_eq!(addrs(&t, "a"), ["127.244.0.1"]);
+    assert_eq!(stored(&c, "a"), [("a-1".to_owned(), None)]);
+}
+
+#[test]
+fn a_slice_deleted_without_labels_is_found() {
+    let mut c = synced(
+        vec![svc("a"), svc("b")],
+        vec![
+            slice("a-1", "a", &["127.244.0.1"]),
+            // Named after neither service: its owner is recorded.
+            slice("custom", "b", &["127.244.0.2"]),
+        ],
+    );
+    assert_eq!(c.owners.len(), 1);
+    c.publish().unwrap();
+    c.delete_slice(&unlabelled("a-1"));
+    c.delete_slice(&unlabelled("custom"));
+    let t = c.publish().unwrap();
+    assert!(addrs(&t, "a").is_empty());
+    assert!(addrs(&t, "b").is_empty());
+    assert!(c.slices.is_empty());
+    assert!(c.owners.is_empty());
+    // An unknown slice, labelled or not, changes nothing.
+    c.delete_slice(&unlabelled("a-2"));
+    c.delete_slice(&slice("b-9", "b", &[]));
+    assert!(c.publish().is_none());
+}
+
+#[test]
+fn a_slice_moves_between_services_whatever_its_name() {
+    let mut c = synced(
+        vec![svc("a"), svc("b")],
+        vec![slice("a-1", "a", &["127.244.0.1"])],
+    );
+    c.publish().unwrap();
+    // Away from the service its name implies...
+    c.apply_slice(slice("a-1", "b", &["127.244.0.1"]));
+    let t = c.publish().unwrap();
+    assert!(addrs(&t, "a").is_empty());
+    assert_eq!(addrs(&t, "b"), ["127.244.0.1"]);
+    assert_eq!(c.owners.len(), 1);
+    // ... its label removed (it belongs to no service) ...
+    c.apply_slice(unlabelled("a-1"));
+    let t = c.publish().unwrap();
+    assert!(addrs(&t, "b").is_empty());
+    assert!(c.slices.is_empty() && c.owners.is_empty());
+    // ... and back to b, then to the service its name implies.
+    c.apply_slice(slice("a-1", "b", &["127.244.0.2"]));
+    c.publish().unwrap();
+    c.apply_slice(slice("a-1", "a", &["127.244.0.3"]));
+    let t = c.publish().unwrap();
+    assert_eq!(addrs(&t, "a"), ["127.244.0.3"]);
+    assert!(addrs(&t, "b").is_empty());
+    assert!(c.owners.is_empty());
+    assert_eq!(stored(&c, "a"), [("a-1".to_owned(), None)]);
+    assert!(stored(&c, "b").is_empty());
+}
+
+#[test]
+fn a_relist_removes_the_slices_it_does_not_list() {
+    let mut c = synced(
+        vec![svc("a"), svc("b")],
+        vec![
+            slice("a-1", "a", &["127.244.0.1"]),
+            slice("a-2", "a", &["127.244.0.2"]),
+            slice("custom", "b", &["127.244.0.3"]),
+            slice("ghost-1", "ghost", &["127.244.0.4"]),
+        ],
+    );
+    let before = c.publish().unwrap();
+    assert_eq!(addrs(&before, "a"), ["127.244.0.1", "127.244.0.2"]);
+    // The watch restarts; a-2, custom and ghost-1 went while it was down.
+    c.slice_event(Event::Init);
+    c.slice_event(Event::InitApply(slice("a-1", "a", &["127.244.0.1"])));
+    c.slice_event(Event::InitDone);
+    let t = c.publish().unwrap();
+    assert_eq!(addrs(&t, "a"), ["127.244.0.1"]);
+    assert!(addrs(&t, "b").is_empty());
+    assert_eq!(
+        t.changed,
+        [
+            ServiceKey::new("default", "a"),
+            ServiceKey::new("default", "b")
+        ]
+    );
+    assert_eq!(stored(&c, "a"), [("a-1".to_owned(), None)]);
+    assert!(stored(&c, "ghost").is_empty());
+    assert!(c.owners.is_empty());
+}
+
+#[test]
+fn the_implied_service_is_the_name_without_its_suffix() {
+    assert_eq!(implied_service("web-x7k2p"), Some("web"));
+    assert_eq!(implied_service("my-web-x7k2p"), Some("my-web"));
+    assert_eq!(implied_service("web"), None);
+    assert_eq!(implied_service("-x7k2p"), None);
+}
