@@ -23,12 +23,13 @@
 #
 # Usage: bench/dns.sh [--no-build] [--services N] [--duration S] [--latency-samples N]
 # Environment: KEEP_DATA=1 keeps the work directory and server logs;
-# SB_DNS_FLAGS adds flags to `switchboard dns` (e.g. "--dns-answer-cache-size 200000").
+# SB_DNS_FLAGS adds flags to `switchboard dns` (e.g. "--dns-answer-cache-size 200000");
+# SB and BENCH override the binaries (copies, so a build cannot replace them mid-run).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-SB="$ROOT/target/release/switchboard"
-BENCH="$ROOT/target/release/switchboard-bench"
+SB=${SB:-"$ROOT/target/release/switchboard"}
+BENCH=${BENCH:-"$ROOT/target/release/switchboard-bench"}
 REF="$ROOT/../shared/reference"
 
 build=1

@@ -1,8 +1,9 @@
 //! Fuzz target: the DNS query handler on arbitrary bytes, over both
 //! transports. It must never panic; every reply must carry the query's id
-//! and fit the transport; and the worker's answer cache, primed with the
+//! and fit the transport; the worker's answer cache, primed with the
 //! same query under another id, must give byte-for-byte what the handler
-//! gives (the cache is the fast path, the handler the reference).
+//! gives; and where the fast path (`switchboard_dns::fast`) answers, it
+//! must answer byte-for-byte as the handler (the reference).
 #![no_main]
 
 use std::collections::BTreeMap;
@@ -13,6 +14,7 @@ use switchboard_discovery::{
     Services,
 };
 use switchboard_dns::cache::AnswerCache;
+use switchboard_dns::fast;
 use switchboard_dns::handler::{Action, Options, Transport, handle};
 use switchboard_dns::zone::{Builder, PodRecords, Settings, Zone};
 
@@ -104,9 +106,15 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             ..Options::default()
         };
         for transport in [Transport::Udp, Transport::Tcp] {
+            let mut fast_out = Vec::new();
+            let fast_answered = fast::answer(zone, true, data, transport, opts, &mut fast_out);
             let Action::Reply(r) = handle(zone, true, data, transport, opts) else {
+                assert!(fast_answered.is_none(), "the fast path answered a dropped query");
                 continue;
             };
+            if fast_answered.is_some() {
+                assert_eq!(fast_out, r.bytes, "the fast path differs from the handler");
+            }
             assert!(r.bytes.len() >= 12);
             assert_eq!(r.bytes[0..2], data[0..2]);
             if transport == Transport::Udp {

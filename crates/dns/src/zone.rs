@@ -1,113 +1,149 @@
 //! The cluster zone: every record the Kubernetes DNS spec 1.1.0 defines,
-//! compiled from a [`ServiceTable`] into hash maps so that a lookup is a
-//! hash lookup and a few small copies.
+//! answered from a [`ServiceTable`] through hash tables, so that a lookup
+//! is a hash probe and a few small copies.
 //!
-//! The zone is rebuilt incrementally: [`Builder::apply`] recompiles only the
-//! services listed in [`ServiceTable::changed`] (or, when snapshots were
-//! skipped, the services whose `Arc` differs from the last one seen).
-//! The zone's maps are split into [`SHARDS`] copy-on-write hash maps, so
-//! publishing a snapshot copies one pointer per shard and an update copies
-//! only the shards it touches (1/256 of the zone each): with 100k services
-//! a whole hash map clone per update cost 20 ms and a second copy of every
-//! map while the old snapshot was still being read. Lookups stay one hash
-//! map probe; a persistent hash trie (tried first) made the lookup 18% of
-//! the server's CPU at 100k services, its pointer chase missing the cache.
+//! Memory: the zone keeps no copy of a service. Its tables hold the
+//! table's own `Arc<Service>`s (shared with discovery), found by a hash of
+//! the labels a query carries (`<svc>.<ns>`, an address for PTR), so no
+//! key string is stored either; the names an answer carries are built
+//! when it is asked (and then cached as wire bytes by the server). With
+//! 100k services a compiled copy of each name, port and endpoint was
+//! 1 KB per service, about as much as discovery's whole table.
+//!
+//! The zone is kept current incrementally: [`Builder::apply`] re-files only
+//! the services listed in [`ServiceTable::changed`] (or, when snapshots
+//! were skipped, the services whose `Arc` differs from the last one seen).
+//! The tables are split into [`SHARDS`] copy-on-write shards, so publishing
+//! a snapshot copies one pointer per shard and an update copies only the
+//! shards it touches (1/256 of the zone each): with 100k services a whole
+//! hash map clone per update cost 20 ms and a second copy of every map
+//! while the old snapshot was still being read. Lookups stay one probe; a
+//! persistent hash trie (tried first) made the lookup 18% of the server's
+//! CPU at 100k services, its pointer chase missing the cache.
 
-use std::borrow::Borrow;
-use std::collections::HashMap;
+use std::borrow::{Borrow, Cow};
 use std::hash::{BuildHasher, Hash};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
+use hashbrown::HashTable;
 use hickory_proto::rr::rdata::{self, SOA, SRV, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
-use switchboard_discovery::{Service, ServiceKey, ServiceTable, ServiceType, Services};
+use switchboard_discovery::{
+    Endpoint, Service, ServiceKey, ServicePort, ServiceTable, ServiceType, Services,
+};
 
-/// Shards of a [`Map`].
+/// Shards of a [`Table`].
 const SHARDS: usize = 256;
 
-/// A copy-on-write map in [`SHARDS`] shared shards (see the module docs).
+/// Longest name on the wire (RFC 1035 §2.3.4), labels and their lengths.
+const MAX_NAME_WIRE: usize = 255;
+
+/// A copy-on-write hash table in [`SHARDS`] shared shards (see the module
+/// docs), whose entries are found by a hash the caller computes with
+/// [`Table::hash`] and an equality test, so an entry need not carry its key.
 /// foldhash, not SipHash: the keys are names and addresses of the
 /// cluster's own objects (a client's query cannot choose where they sit),
 /// and a lookup is on every query's path.
 #[derive(Debug, Clone)]
-struct Map<K, V> {
+struct Table<T> {
     hasher: foldhash::fast::RandomState,
-    shards: Vec<Arc<HashMap<K, V, foldhash::fast::RandomState>>>,
+    shards: Vec<Arc<HashTable<T>>>,
     len: usize,
 }
 
-fn map<K, V>() -> Map<K, V> {
-    let hasher = foldhash::fast::RandomState::default();
-    Map {
-        shards: (0..SHARDS)
-            .map(|_| Arc::new(HashMap::with_hasher(hasher.clone())))
-            .collect(),
-        hasher,
-        len: 0,
+impl<T: Clone> Table<T> {
+    fn new() -> Table<T> {
+        Table {
+            hasher: foldhash::fast::RandomState::default(),
+            shards: (0..SHARDS).map(|_| Arc::new(HashTable::new())).collect(),
+            len: 0,
+        }
     }
-}
 
-impl<K: Eq + Hash + Clone, V: Clone> Map<K, V> {
-    fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> usize {
+    fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    fn shard(hash: u64) -> usize {
         // Middle bits: hashbrown indexes each shard by the low bits of the
         // same hash and filters by the top seven.
-        (self.hasher.hash_one(key) >> 32) as usize % SHARDS
+        (hash >> 32) as usize % SHARDS
     }
 
-    fn get<Q: Hash + Eq + ?Sized>(&self, key: &Q) -> Option<&V>
-    where
-        K: Borrow<Q>,
-    {
-        self.shards[self.shard(key)].get(key)
+    fn find(&self, hash: u64, eq: impl FnMut(&T) -> bool) -> Option<&T> {
+        self.shards[Self::shard(hash)].find(hash, eq)
     }
 
-    fn contains_key<Q: Hash + Eq + ?Sized>(&self, key: &Q) -> bool
-    where
-        K: Borrow<Q>,
-    {
-        self.get(key).is_some()
+    /// Every entry filed under `hash` (the caller filters by its key).
+    fn matching(&self, hash: u64) -> impl Iterator<Item = &T> {
+        self.shards[Self::shard(hash)].iter_hash(hash)
     }
 
-    /// Sets `key`; copies its shard first if a published snapshot shares it.
-    fn insert_mut(&mut self, key: K, value: V) {
-        let i = self.shard(&key);
-        if Arc::make_mut(&mut self.shards[i])
-            .insert(key, value)
-            .is_none()
-        {
-            self.len += 1;
-        }
+    /// Adds `value` under `hash` (beside any entry already there); copies
+    /// its shard first if a published snapshot shares it. `rehash` gives
+    /// an entry's hash when the shard grows.
+    fn insert(&mut self, hash: u64, value: T, rehash: impl Fn(&T) -> u64) {
+        Arc::make_mut(&mut self.shards[Self::shard(hash)]).insert_unique(hash, value, rehash);
+        self.len += 1;
     }
 
-    /// Removes `key`; copies its shard first if shared and the key is there.
-    fn remove_mut<Q: Hash + Eq + ?Sized>(&mut self, key: &Q)
-    where
-        K: Borrow<Q>,
-    {
-        let i = self.shard(key);
-        if self.shards[i].contains_key(key) {
-            Arc::make_mut(&mut self.shards[i]).remove(key);
-            self.len -= 1;
-        }
+    /// Removes the entry under `hash` that `eq` accepts; copies its shard
+    /// first if shared and the entry is there.
+    fn remove(&mut self, hash: u64, mut eq: impl FnMut(&T) -> bool) -> Option<T> {
+        let shard = &mut self.shards[Self::shard(hash)];
+        shard.find(hash, &mut eq)?;
+        let (value, _) = Arc::make_mut(shard).find_entry(hash, eq).ok()?.remove();
+        self.len -= 1;
+        Some(value)
     }
 
-    fn size(&self) -> usize {
-        self.len
+    /// The entry under `hash` that `eq` accepts, to change in place.
+    fn find_mut(&mut self, hash: u64, mut eq: impl FnMut(&T) -> bool) -> Option<&mut T> {
+        let shard = &mut self.shards[Self::shard(hash)];
+        shard.find(hash, &mut eq)?;
+        Arc::make_mut(shard).find_mut(hash, eq)
     }
 }
 
-/// Adds `delta` to the count at `key`, removing the key at zero.
-fn count<K: Eq + Hash + Clone>(m: &mut Map<K, usize>, key: K, delta: isize) {
-    let n = m
-        .get(&key)
-        .copied()
-        .unwrap_or(0)
-        .saturating_add_signed(delta);
-    if n == 0 {
-        m.remove_mut(&key);
-    } else {
-        m.insert_mut(key, n);
+/// Counts by key (namespaces, verified pod addresses), on a [`Table`].
+#[derive(Debug, Clone)]
+struct Counts<K>(Table<(K, usize)>);
+
+impl<K: Eq + Hash + Clone> Counts<K> {
+    fn new() -> Counts<K> {
+        Counts(Table::new())
+    }
+
+    fn contains<Q: Hash + Eq + ?Sized>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+    {
+        let hash = self.0.hash(key);
+        self.0.find(hash, |(k, _)| k.borrow() == key).is_some()
+    }
+
+    /// Adds one to `key`'s count.
+    fn add(&mut self, key: K) {
+        let hash = self.0.hash(&key);
+        if let Some((_, n)) = self.0.find_mut(hash, |(k, _)| *k == key) {
+            *n += 1;
+            return;
+        }
+        let hasher = self.0.hasher.clone();
+        self.0.insert(hash, (key, 1), |(k, _)| hasher.hash_one(k));
+    }
+
+    /// Takes one from `key`'s count, forgetting the key at zero.
+    fn sub(&mut self, key: &K) {
+        let hash = self.0.hash(key);
+        match self.0.find_mut(hash, |(k, _)| k == key) {
+            Some((_, n)) if *n > 1 => *n -= 1,
+            Some(_) => {
+                self.0.remove(hash, |(k, _)| k == key);
+            }
+            None => {}
+        }
     }
 }
 
@@ -189,92 +225,76 @@ pub enum Lookup {
     Outside,
 }
 
-/// PTR targets of one address (several services can publish one address).
-type PtrTargets = Arc<Vec<PtrTarget>>;
-
-/// One PTR target: the service's own name, or the host name of one of its
-/// endpoints. It points into the compiled service rather than holding a
-/// copy of the name: a name is about 130 bytes, once per service already.
+/// One PTR record's source: a service's ClusterIP, or one of its
+/// published endpoints. The address and the target name are read from the
+/// service itself, so an entry is a pointer and an index.
 #[derive(Debug, Clone)]
 struct PtrTarget {
-    /// `"<svc>.<ns>"` of the service publishing it.
-    owner: Arc<str>,
-    service: Arc<Compiled>,
-    /// Index into the service's endpoints; `None` for its ClusterIP.
-    endpoint: Option<usize>,
+    service: Arc<Service>,
+    /// Index into `cluster_ips`, or into `endpoints` when `endpoint`.
+    index: u32,
+    endpoint: bool,
 }
 
 impl PtrTarget {
-    fn name(&self) -> &Name {
-        match self.endpoint {
-            Some(i) => &self.service.endpoints[i].fqdn,
-            None => &self.service.fqdn,
+    fn address(&self) -> IpAddr {
+        if self.endpoint {
+            self.service.endpoints[self.index as usize].address
+        } else {
+            self.service.cluster_ips[self.index as usize]
         }
     }
 }
 
-/// One compiled Service: its names relative to the zone and its records.
-#[derive(Debug)]
-struct Compiled {
-    /// `<svc>.<ns>.svc.<zone>.`
-    fqdn: Name,
-    kind: Kind,
-    /// Named ports: (lower-case `_<name>`, `_<proto>`, port on the ClusterIP).
-    ports: Vec<NamedPort>,
-    /// Endpoints that are published (ready, or all with
-    /// `publishNotReadyAddresses`), in the table's order.
-    endpoints: Vec<PublishedEndpoint>,
-    /// Endpoint host label -> indices into `endpoints`.
-    hosts: HashMap<String, Vec<usize>>,
-}
-
-#[derive(Debug)]
-enum Kind {
-    ClusterIp(Vec<IpAddr>),
+/// What kind of records a service name has.
+enum Kind<'a> {
+    ClusterIp(&'a [IpAddr]),
     Headless,
-    ExternalName(Name),
+    ExternalName(&'a str),
 }
 
-#[derive(Debug)]
-struct NamedPort {
-    name: String,
-    protocol: String,
-    port: u16,
-    /// The matching port on each published endpoint (same order), for
-    /// headless SRV records.
-    endpoint_ports: Vec<Option<u16>>,
+fn kind(service: &Service) -> Kind<'_> {
+    match service.service_type {
+        // Validated when filed: an ExternalName service without a name is
+        // not in the zone.
+        ServiceType::ExternalName => Kind::ExternalName(
+            service
+                .external_name
+                .as_deref()
+                .unwrap_or_default()
+                .trim_end_matches('.'),
+        ),
+        _ if service.headless || service.cluster_ips.is_empty() => Kind::Headless,
+        _ => Kind::ClusterIp(&service.cluster_ips),
+    }
 }
 
-#[derive(Debug)]
-struct PublishedEndpoint {
-    address: IpAddr,
-    /// `<host>.<svc>.<ns>.svc.<zone>.`
-    fqdn: Name,
-    /// Whether the endpoint is a Pod (for verified pod records).
-    is_pod: bool,
-}
-
-/// The zone: built from settings, kept current with [`Zone::apply`].
+/// The zone: built from settings, kept current with [`Builder::apply`].
 #[derive(Debug, Clone)]
 pub struct Zone {
     origin: Name,
     origin_labels: usize,
+    /// `origin` in wire form, for the fast path's comparison and the
+    /// length of names under it.
+    origin_wire: Box<[u8]>,
     ttl: u32,
     pods: PodRecords,
     soa: Record,
     ns: Record,
     ns_glue: Option<Record>,
     version: Record,
-    /// `"<svc>.<ns>"` -> compiled service.
-    services: Map<Arc<str>, Arc<Compiled>>,
+    /// Services with records, found by the hash of their lower-case
+    /// (name, namespace) ([`Zone::service_hash`]).
+    services: Table<Arc<Service>>,
     /// Namespace -> number of services in it (`<ns>.svc.<zone>` exists
     /// while it has one).
-    namespaces: Map<Arc<str>, usize>,
-    /// Reverse map: address -> PTR targets (several services can publish
-    /// the same endpoint address).
-    reverse: Map<IpAddr, PtrTargets>,
-    /// (namespace, pod address) -> count, for verified pod records.
-    pod_addresses: Map<(Arc<str>, IpAddr), usize>,
+    namespaces: Counts<Arc<str>>,
+    /// PTR sources by the hash of their address (several services can
+    /// publish the same endpoint address: one entry each).
+    reverse: Table<PtrTarget>,
+    /// (namespace, pod address) -> count, for verified pod records; empty
+    /// in the other modes.
+    pod_addresses: Counts<(Arc<str>, IpAddr)>,
 }
 
 /// Keeps a [`Zone`] current with the [`ServiceTable`] snapshots.
@@ -302,8 +322,8 @@ impl Builder {
         &self.zone
     }
 
-    /// Brings the zone up to `table`, recompiling only what changed.
-    /// Returns the number of services recompiled or removed.
+    /// Brings the zone up to `table`, re-filing only what changed.
+    /// Returns the number of services added, changed or removed.
     pub fn apply(&mut self, table: &ServiceTable) -> usize {
         // From the table's change history when it reaches back to the last
         // table applied (always after a consecutive snapshot); else every
@@ -351,7 +371,6 @@ impl Builder {
         touched
     }
 }
-
 impl Zone {
     /// An empty zone.
     pub fn new(settings: &Settings) -> Result<Zone, Error> {
@@ -403,6 +422,14 @@ impl Zone {
         );
         Ok(Zone {
             origin_labels: origin.num_labels() as usize,
+            origin_wire: origin
+                .iter()
+                .flat_map(|label| {
+                    // A label is at most 63 bytes (hickory checked it).
+                    std::iter::once(label.len() as u8).chain(label.iter().copied())
+                })
+                .chain([0])
+                .collect(),
             origin,
             ttl,
             pods: settings.pods,
@@ -410,10 +437,10 @@ impl Zone {
             ns,
             ns_glue,
             version,
-            services: map(),
-            namespaces: map(),
-            reverse: map(),
-            pod_addresses: map(),
+            services: Table::new(),
+            namespaces: Counts::new(),
+            reverse: Table::new(),
+            pod_addresses: Counts::new(),
         })
     }
 
@@ -427,14 +454,38 @@ impl Zone {
         &self.soa
     }
 
-    /// Number of services compiled.
-    pub fn len(&self) -> usize {
-        self.services.size()
+    /// The apex in wire form (lower case, with the root's zero byte).
+    pub(crate) fn origin_wire(&self) -> &[u8] {
+        &self.origin_wire
     }
 
-    /// True when no service is compiled.
+    /// Number of labels of the apex.
+    pub(crate) fn origin_label_count(&self) -> usize {
+        self.origin_labels
+    }
+
+    /// TTL of every record.
+    pub(crate) fn ttl(&self) -> u32 {
+        self.ttl
+    }
+
+    /// The ClusterIPs of `<svc>.<ns>` (lower-case labels) when it is a
+    /// ClusterIP service with records: what the fast path answers.
+    pub(crate) fn cluster_ips(&self, svc: &[u8], ns: &[u8]) -> Option<&[IpAddr]> {
+        match kind(self.service(svc, ns)?) {
+            Kind::ClusterIp(ips) => Some(ips),
+            Kind::Headless | Kind::ExternalName(_) => None,
+        }
+    }
+
+    /// Number of services with records.
+    pub fn len(&self) -> usize {
+        self.services.len
+    }
+
+    /// True when no service has records.
     pub fn is_empty(&self) -> bool {
-        self.services.size() == 0
+        self.services.len == 0
     }
 
     fn bump_serial(&mut self) {
@@ -445,52 +496,155 @@ impl Zone {
         }
     }
 
-    fn remove(&mut self, service: &Service) {
-        let key = &service.key;
-        let id: Arc<str> = service_id(&service.key).into();
-        let ns: Arc<str> = key.namespace.as_str().into();
-        if let Some(compiled) = self.services.get(&id).cloned() {
-            self.services.remove_mut(&id);
-            for (address, _) in compiled.ptr_targets() {
-                let Some(mut list) = self.reverse.get(&address).cloned() else {
-                    continue;
-                };
-                Arc::make_mut(&mut list).retain(|t| t.owner != id);
-                if list.is_empty() {
-                    self.reverse.remove_mut(&address);
-                } else {
-                    self.reverse.insert_mut(address, list);
-                }
-            }
-            for e in compiled.endpoints.iter().filter(|e| e.is_pod) {
-                count(&mut self.pod_addresses, (ns.clone(), e.address), -1);
-            }
-        }
-        count(&mut self.namespaces, ns, -1);
-    }
-
-    fn insert(&mut self, service: &Service) {
+    /// Files `service` under its name and its addresses. A service whose
+    /// names are not valid DNS names has no records (its namespace still
+    /// exists).
+    fn insert(&mut self, service: &Arc<Service>) {
         let ns: Arc<str> = service.key.namespace.as_str().into();
-        count(&mut self.namespaces, ns.clone(), 1);
-        let Some(compiled) = compile(service, &self.origin) else {
+        self.namespaces.add(ns.clone());
+        if !self.has_records(service) {
             tracing::warn!(service = %service.key, "service name is not a valid DNS name; no records");
             return;
-        };
-        let id: Arc<str> = service_id(&service.key).into();
-        let compiled = Arc::new(compiled);
-        for (address, endpoint) in compiled.ptr_targets() {
-            let mut list = self.reverse.get(&address).cloned().unwrap_or_default();
-            Arc::make_mut(&mut list).push(PtrTarget {
-                owner: id.clone(),
-                service: compiled.clone(),
-                endpoint,
+        }
+        let hasher = self.services.hasher.clone();
+        let hash = key_hash(&hasher, &service.key);
+        self.services
+            .insert(hash, service.clone(), |s| key_hash(&hasher, &s.key));
+        let hasher = self.reverse.hasher.clone();
+        for target in self.ptr_targets(service) {
+            let hash = hasher.hash_one(target.address());
+            self.reverse
+                .insert(hash, target, |t| hasher.hash_one(t.address()));
+        }
+        if self.pods == PodRecords::Verified {
+            for (_, e) in self
+                .published(service)
+                .filter(|(_, e)| e.pod_name.is_some())
+            {
+                self.pod_addresses.add((ns.clone(), e.address));
+            }
+        }
+    }
+
+    /// Undoes [`Zone::insert`] of the same `service`.
+    fn remove(&mut self, service: &Arc<Service>) {
+        let ns: Arc<str> = service.key.namespace.as_str().into();
+        self.namespaces.sub(&ns);
+        let hash = key_hash(&self.services.hasher, &service.key);
+        if self
+            .services
+            .remove(hash, |s| Arc::ptr_eq(s, service))
+            .is_none()
+        {
+            // It had no records.
+            return;
+        }
+        for target in self.ptr_targets(service) {
+            let hash = self.reverse.hash(&target.address());
+            self.reverse.remove(hash, |t| {
+                Arc::ptr_eq(&t.service, service)
+                    && t.index == target.index
+                    && t.endpoint == target.endpoint
             });
-            self.reverse.insert_mut(address, list);
         }
-        for e in compiled.endpoints.iter().filter(|e| e.is_pod) {
-            count(&mut self.pod_addresses, (ns.clone(), e.address), 1);
+        if self.pods == PodRecords::Verified {
+            for (_, e) in self
+                .published(service)
+                .filter(|(_, e)| e.pod_name.is_some())
+            {
+                self.pod_addresses.sub(&(ns.clone(), e.address));
+            }
         }
-        self.services.insert_mut(id, compiled);
+    }
+
+    /// Whether `service`'s names (and an ExternalName's target) are valid.
+    fn has_records(&self, service: &Service) -> bool {
+        self.service_name(service).is_some()
+            && match kind(service) {
+                Kind::ExternalName(target) => external_target(target).is_some(),
+                Kind::ClusterIp(_) | Kind::Headless => true,
+            }
+    }
+
+    /// `<svc>.<ns>.svc.<zone>.` in lower case; `None` when not a valid name.
+    fn service_name(&self, service: &Service) -> Option<Name> {
+        let key = &service.key;
+        Some(
+            Name::from_ascii(format!("{}.{}.svc", key.name, key.namespace))
+                .ok()?
+                .append_domain(&self.origin)
+                .ok()?
+                .to_lowercase(),
+        )
+    }
+
+    /// The PTR records `service` publishes: one per ClusterIP, or one per
+    /// published endpoint of a headless service.
+    fn ptr_targets(&self, service: &Arc<Service>) -> Vec<PtrTarget> {
+        let target = |index: usize, endpoint: bool| PtrTarget {
+            service: service.clone(),
+            // Both are far below u32::MAX: a service has a handful of
+            // ClusterIPs, and discovery at most a few thousand endpoints.
+            index: u32::try_from(index).unwrap_or(u32::MAX),
+            endpoint,
+        };
+        match kind(service) {
+            Kind::ClusterIp(ips) => (0..ips.len()).map(|i| target(i, false)).collect(),
+            Kind::Headless => self
+                .published(service)
+                .map(|(i, _)| target(i, true))
+                .collect(),
+            Kind::ExternalName(_) => Vec::new(),
+        }
+    }
+
+    /// The endpoints that have records, with their index in
+    /// `service.endpoints`: ready ones (all with `publishNotReadyAddresses`)
+    /// whose host name is a valid name under the service's.
+    fn published<'a>(
+        &self,
+        service: &'a Service,
+    ) -> impl Iterator<Item = (usize, &'a Endpoint)> + use<'a> {
+        let all = publishes_not_ready(service);
+        // `<host>.` in front of `<svc>.<ns>.svc.<zone>.`.
+        let room = MAX_NAME_WIRE.saturating_sub(
+            service.key.name.len() + service.key.namespace.len() + 6 + self.origin_wire.len(),
+        );
+        service.endpoints.iter().enumerate().filter(move |(_, e)| {
+            (e.ready || all)
+                && match hostname(e) {
+                    Some(h) => {
+                        h.len() <= 63
+                            && h.len() < room
+                            && h.bytes()
+                                .all(|b| b.is_ascii_graphic() && b != b'.' && b != b'\\')
+                    }
+                    // A dashed IPv6 address is at most 39 bytes.
+                    None => 39 < room,
+                }
+        })
+    }
+
+    /// `<host>.<svc>.<ns>.svc.<zone>.` of a published endpoint.
+    fn endpoint_name(service_name: &Name, e: &Endpoint) -> Option<Name> {
+        let host = match hostname(e) {
+            Some(h) => h.to_ascii_lowercase(),
+            None => dashed(e.address),
+        };
+        Name::from_ascii(&host)
+            .ok()?
+            .append_domain(service_name)
+            .ok()
+    }
+
+    /// The name a PTR record of `target` points to.
+    fn ptr_name(&self, target: &PtrTarget) -> Option<Name> {
+        let name = self.service_name(&target.service)?;
+        if target.endpoint {
+            Zone::endpoint_name(&name, &target.service.endpoints[target.index as usize])
+        } else {
+            Some(name)
+        }
     }
 
     /// Looks `name` up for `qtype`. Names compare case-insensitively; the
@@ -534,7 +688,7 @@ impl Zone {
                 }
             }
             [rest @ .., svc, ns, b"svc"] => match self.service(svc, ns) {
-                Some(c) => self.service_lookup(c, rest, &name, qtype),
+                Some(s) => self.service_lookup(s, rest, &name, qtype),
                 None => Lookup::NxDomain,
             },
             [b"pod"] if self.pods != PodRecords::Disabled => Lookup::NoData,
@@ -547,34 +701,39 @@ impl Zone {
     }
 
     fn namespace_exists(&self, ns: &[u8]) -> bool {
-        std::str::from_utf8(ns).is_ok_and(|ns| self.namespaces.contains_key(ns))
+        std::str::from_utf8(ns).is_ok_and(|ns| self.namespaces.contains(ns))
     }
 
-    fn service(&self, svc: &[u8], ns: &[u8]) -> Option<&Compiled> {
-        let (svc, ns) = (
-            std::str::from_utf8(svc).ok()?,
-            std::str::from_utf8(ns).ok()?,
-        );
-        let compiled = self.services.get(format!("{svc}.{ns}").as_str())?;
-        // A headless service with no published endpoint has no name at all:
-        // the one NXDOMAIN the spec prescribes.
-        if matches!(compiled.kind, Kind::Headless) && compiled.endpoints.is_empty() {
+    /// The service `<svc>.<ns>` (lower-case labels), if it has a name: a
+    /// headless service with no published endpoint has none at all, the
+    /// one NXDOMAIN the spec prescribes.
+    fn service(&self, svc: &[u8], ns: &[u8]) -> Option<&Service> {
+        let hash = label_hash(&self.services.hasher, svc, ns);
+        let service = self.services.find(hash, |s| {
+            s.key.name.as_bytes().eq_ignore_ascii_case(svc)
+                && s.key.namespace.as_bytes().eq_ignore_ascii_case(ns)
+        })?;
+        if matches!(kind(service), Kind::Headless) && self.published(service).next().is_none() {
             return None;
         }
-        Some(compiled)
+        Some(service)
     }
 
     fn service_lookup(
         &self,
-        c: &Compiled,
+        s: &Service,
         rest: &[&[u8]],
         name: &Name,
         qtype: RecordType,
     ) -> Lookup {
         let ttl = self.ttl;
         match rest {
-            [] => match &c.kind {
+            [] => match kind(s) {
                 Kind::ExternalName(target) => {
+                    // Checked when the service was filed.
+                    let Some(target) = external_target(target) else {
+                        return Lookup::NxDomain;
+                    };
                     let cname = Record::from_rdata(
                         name.clone(),
                         ttl,
@@ -585,7 +744,7 @@ impl Zone {
                     } else {
                         Lookup::Alias {
                             cname: Box::new(cname),
-                            target: target.clone(),
+                            target,
                         }
                     }
                 }
@@ -593,61 +752,68 @@ impl Zone {
                 Kind::Headless => addresses(
                     name,
                     ttl,
-                    unique(c.endpoints.iter().map(|e| e.address)),
+                    unique(self.published(s).map(|(_, e)| e.address)),
                     qtype,
                 ),
             },
             [host] => {
-                if matches!(c.kind, Kind::ExternalName(_)) {
+                if matches!(kind(s), Kind::ExternalName(_)) {
                     return Lookup::NxDomain;
                 }
-                let Some(idx) = std::str::from_utf8(host).ok().and_then(|h| c.hosts.get(h)) else {
+                let mut named = self.named(s, host).peekable();
+                if named.peek().is_none() {
                     // `_tcp.<svc>...` exists while a named port uses it.
-                    return if host.starts_with(b"_")
-                        && c.ports.iter().any(|p| p.protocol.as_bytes() == *host)
-                    {
+                    let protocol = |p: &ServicePort| {
+                        !p.name.is_empty() && underscored(host, p.protocol.as_lower_str())
+                    };
+                    return if s.ports.iter().any(protocol) {
                         Lookup::NoData
                     } else {
                         Lookup::NxDomain
                     };
-                };
-                addresses(
-                    name,
-                    ttl,
-                    unique(idx.iter().map(|&i| c.endpoints[i].address)),
-                    qtype,
-                )
+                }
+                addresses(name, ttl, unique(named.map(|e| e.address)), qtype)
             }
             [port, proto] => {
-                let ports: Vec<&NamedPort> = c
+                let ports: Vec<&ServicePort> = s
                     .ports
                     .iter()
-                    .filter(|p| p.name.as_bytes() == *port && p.protocol.as_bytes() == *proto)
+                    .filter(|p| {
+                        !p.name.is_empty()
+                            && underscored(port, &p.name)
+                            && underscored(proto, p.protocol.as_lower_str())
+                    })
                     .collect();
-                if ports.is_empty() || matches!(c.kind, Kind::ExternalName(_)) {
+                if ports.is_empty() || matches!(kind(s), Kind::ExternalName(_)) {
                     return Lookup::NxDomain;
                 }
                 if qtype != RecordType::SRV && qtype != RecordType::ANY {
                     return Lookup::NoData;
                 }
+                // Checked when the service was filed.
+                let Some(fqdn) = self.service_name(s) else {
+                    return Lookup::NxDomain;
+                };
                 let mut answers = Vec::new();
                 let mut additionals = Vec::new();
                 for p in ports {
-                    match &c.kind {
+                    match kind(s) {
                         Kind::ClusterIp(ips) => {
-                            answers.push(srv(name, ttl, p.port, &c.fqdn));
+                            answers.push(srv(name, ttl, p.port, &fqdn));
                             if additionals.is_empty() {
                                 additionals.extend(
-                                    ips.iter()
-                                        .map(|ip| address_record(c.fqdn.clone(), ttl, *ip)),
+                                    ips.iter().map(|ip| address_record(fqdn.clone(), ttl, *ip)),
                                 );
                             }
                         }
                         Kind::Headless => {
-                            for (e, port) in c.endpoints.iter().zip(&p.endpoint_ports) {
-                                let Some(port) = port else { continue };
-                                answers.push(srv(name, ttl, *port, &e.fqdn));
-                                let glue = address_record(e.fqdn.clone(), ttl, e.address);
+                            for (_, e) in self.published(s) {
+                                let Some(port) = e.port_for(p) else { continue };
+                                let Some(target) = Zone::endpoint_name(&fqdn, e) else {
+                                    continue;
+                                };
+                                answers.push(srv(name, ttl, port, &target));
+                                let glue = address_record(target, ttl, e.address);
                                 if !additionals.contains(&glue) {
                                     additionals.push(glue);
                                 }
@@ -665,6 +831,23 @@ impl Zone {
         }
     }
 
+    /// The published endpoints of `s` whose host label is `host`: their
+    /// hostname, or for those without one the dashed address.
+    fn named<'a>(&self, s: &'a Service, host: &'a [u8]) -> impl Iterator<Item = &'a Endpoint> {
+        // Only the canonical dashed form names an address (`10-0-0-1`,
+        // not `010-0-0-1`), as the single label the zone publishes.
+        let dashed_address = std::str::from_utf8(host)
+            .ok()
+            .and_then(parse_dashed)
+            .filter(|ip| dashed(*ip).as_bytes() == host);
+        self.published(s)
+            .map(|(_, e)| e)
+            .filter(move |e| match hostname(e) {
+                Some(h) => h.as_bytes().eq_ignore_ascii_case(host),
+                None => Some(e.address) == dashed_address,
+            })
+    }
+
     fn pod_lookup(&self, ip: &[u8], ns: &[u8], name: &Name, qtype: RecordType) -> Lookup {
         let Some(address) = std::str::from_utf8(ip).ok().and_then(parse_dashed) else {
             return Lookup::NxDomain;
@@ -673,7 +856,7 @@ impl Zone {
             let Ok(ns) = std::str::from_utf8(ns) else {
                 return Lookup::NxDomain;
             };
-            if !self.pod_addresses.contains_key(&(Arc::from(ns), address)) {
+            if !self.pod_addresses.contains(&(Arc::from(ns), address)) {
                 return Lookup::NxDomain;
             }
         }
@@ -684,47 +867,89 @@ impl Zone {
         let Some(address) = parse_reverse(name) else {
             return Lookup::Outside;
         };
-        match self.reverse.get(&address) {
-            Some(targets) if qtype == RecordType::PTR || qtype == RecordType::ANY => {
-                let mut answers: Vec<Record> = Vec::new();
-                for target in targets.iter() {
-                    let r = Record::from_rdata(
-                        name.clone(),
-                        self.ttl,
-                        RData::PTR(rdata::PTR(target.name().clone())),
-                    );
-                    if !answers.contains(&r) {
-                        answers.push(r);
-                    }
-                }
-                answer(answers, vec![])
+        let mut targets: Vec<&PtrTarget> = self
+            .reverse
+            .matching(self.reverse.hash(&address))
+            .filter(|t| t.address() == address)
+            .collect();
+        if targets.is_empty() {
+            return Lookup::ReverseMiss;
+        }
+        if qtype != RecordType::PTR && qtype != RecordType::ANY {
+            return Lookup::NoData;
+        }
+        // The table's order is arbitrary; answers are not.
+        targets.sort_by(|a, b| (&a.service.key, a.index).cmp(&(&b.service.key, b.index)));
+        let mut answers: Vec<Record> = Vec::new();
+        for target in targets {
+            let Some(target) = self.ptr_name(target) else {
+                continue;
+            };
+            let r = Record::from_rdata(name.clone(), self.ttl, RData::PTR(rdata::PTR(target)));
+            if !answers.contains(&r) {
+                answers.push(r);
             }
-            Some(_) => Lookup::NoData,
-            None => Lookup::ReverseMiss,
         }
+        if answers.is_empty() {
+            return Lookup::NoData;
+        }
+        answer(answers, vec![])
     }
 }
 
-impl Compiled {
-    /// (address, PTR target) pairs this service publishes.
-    /// (address, which name) pairs this service publishes: `None` for the
-    /// service's own name, else the endpoint's index.
-    fn ptr_targets(&self) -> Vec<(IpAddr, Option<usize>)> {
-        match &self.kind {
-            Kind::ClusterIp(ips) => ips.iter().map(|ip| (*ip, None)).collect(),
-            Kind::Headless => self
-                .endpoints
-                .iter()
-                .enumerate()
-                .map(|(i, e)| (e.address, Some(i)))
-                .collect(),
-            Kind::ExternalName(_) => Vec::new(),
-        }
+/// The hash a service is filed under: of its lower-case name and
+/// namespace, the labels a query for it carries.
+fn key_hash(hasher: &foldhash::fast::RandomState, key: &ServiceKey) -> u64 {
+    label_hash(
+        hasher,
+        lower(&key.name).as_bytes(),
+        lower(&key.namespace).as_bytes(),
+    )
+}
+
+fn label_hash(hasher: &foldhash::fast::RandomState, name: &[u8], namespace: &[u8]) -> u64 {
+    hasher.hash_one((name, namespace))
+}
+
+/// `s` in lower case, copied only when it has an upper-case letter
+/// (Kubernetes names never do; hand-built tables may).
+fn lower(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(s)
     }
 }
 
-fn service_id(key: &ServiceKey) -> String {
-    format!("{}.{}", key.name, key.namespace)
+/// The endpoint's own hostname, when it has one.
+fn hostname(e: &Endpoint) -> Option<&str> {
+    e.hostname.as_deref().filter(|h| !h.is_empty())
+}
+
+/// `spec.publishNotReadyAddresses`, or the older annotation meaning the same.
+fn publishes_not_ready(service: &Service) -> bool {
+    service.publish_not_ready_addresses
+        || service
+            .annotations
+            .get(TOLERATE_UNREADY)
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
+/// The fully qualified target of an ExternalName; `None` when invalid.
+fn external_target(target: &str) -> Option<Name> {
+    if target.is_empty() {
+        return None;
+    }
+    let mut name = Name::from_ascii(target).ok()?;
+    name.set_fqdn(true);
+    Some(name)
+}
+
+/// Whether the label `label` is `_<name>` (case-insensitively).
+fn underscored(label: &[u8], name: &str) -> bool {
+    label
+        .split_first()
+        .is_some_and(|(&first, rest)| first == b'_' && rest.eq_ignore_ascii_case(name.as_bytes()))
 }
 
 fn answer(answers: Vec<Record>, additionals: Vec<Record>) -> Lookup {
@@ -796,77 +1021,6 @@ fn srv(name: &Name, ttl: u32, port: u16, target: &Name) -> Record {
         ttl,
         RData::SRV(SRV::new(0, 100, port, target.clone())),
     )
-}
-
-/// Compiles one service; `None` when its names are not valid DNS names.
-fn compile(service: &Service, origin: &Name) -> Option<Compiled> {
-    let key = &service.key;
-    let fqdn = Name::from_ascii(format!("{}.{}.svc", key.name, key.namespace))
-        .ok()?
-        .append_domain(origin)
-        .ok()?
-        .to_lowercase();
-    let kind = match service.service_type {
-        ServiceType::ExternalName => {
-            let target = service.external_name.as_deref()?.trim_end_matches('.');
-            let mut name = Name::from_ascii(target).ok()?;
-            name.set_fqdn(true);
-            Kind::ExternalName(name)
-        }
-        _ if service.headless || service.cluster_ips.is_empty() => Kind::Headless,
-        _ => Kind::ClusterIp(service.cluster_ips.clone()),
-    };
-    let publish_all = service.publish_not_ready_addresses
-        || service
-            .annotations
-            .get(TOLERATE_UNREADY)
-            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    let mut endpoints = Vec::new();
-    let mut hosts: HashMap<String, Vec<usize>> = HashMap::new();
-    let mut published = Vec::new();
-    if !matches!(kind, Kind::ExternalName(_)) {
-        for e in service.endpoints.iter().filter(|e| e.ready || publish_all) {
-            // The spec: the endpoint's hostname, else a unique
-            // system-assigned identifier; like CoreDNS, the dashed address.
-            let host = e
-                .hostname
-                .as_deref()
-                .filter(|h| !h.is_empty())
-                .map(str::to_ascii_lowercase)
-                .unwrap_or_else(|| dashed(e.address));
-            let Some(efqdn) = Name::from_ascii(&host)
-                .ok()
-                .and_then(|h| h.append_domain(&fqdn).ok())
-            else {
-                continue;
-            };
-            hosts.entry(host).or_default().push(endpoints.len());
-            published.push(e);
-            endpoints.push(PublishedEndpoint {
-                address: e.address,
-                fqdn: efqdn,
-                is_pod: e.pod_name.is_some(),
-            });
-        }
-    }
-    let ports = service
-        .ports
-        .iter()
-        .filter(|p| !p.name.is_empty())
-        .map(|p| NamedPort {
-            name: format!("_{}", p.name.to_ascii_lowercase()),
-            protocol: format!("_{}", p.protocol.as_lower_str()),
-            port: p.port,
-            endpoint_ports: published.iter().map(|e| e.port_for(p)).collect(),
-        })
-        .collect();
-    Some(Compiled {
-        fqdn,
-        kind,
-        ports,
-        endpoints,
-        hosts,
-    })
 }
 
 /// `10.3.0.100` -> `10-3-0-100`; IPv6 `2001:db8::1` -> `2001-db8--1`.

@@ -194,31 +194,100 @@ fn a_bad_cluster_domain_is_an_error_naming_it() {
 }
 
 #[test]
-fn sharded_map_is_copy_on_write() {
-    let mut m: super::Map<Arc<str>, usize> = super::map();
+fn sharded_table_is_copy_on_write() {
+    let mut m: Counts<Arc<str>> = Counts::new();
     for i in 0..1000 {
-        m.insert_mut(format!("svc-{i}.ns").into(), i);
+        m.add(format!("svc-{i}.ns").into());
     }
-    m.insert_mut("svc-1.ns".into(), 1);
-    assert_eq!(m.size(), 1000, "replacing a key does not grow the map");
+    m.add("svc-1.ns".into());
+    assert_eq!(
+        m.0.len, 1000,
+        "counting a key again does not grow the table"
+    );
     let published = m.clone();
-    m.remove_mut("svc-7.ns");
-    m.remove_mut("absent.ns");
-    m.insert_mut("svc-8.ns".into(), 80);
-    assert_eq!(m.size(), 999);
-    assert_eq!(m.get("svc-7.ns"), None);
-    assert_eq!(m.get("svc-8.ns"), Some(&80));
-    assert_eq!(published.size(), 1000, "a published clone is unaffected");
-    assert_eq!(published.get("svc-7.ns"), Some(&7));
-    assert_eq!(published.get("svc-8.ns"), Some(&8));
+    m.sub(&"svc-7.ns".into());
+    m.sub(&"absent.ns".into());
+    m.sub(&"svc-1.ns".into());
+    assert_eq!(m.0.len, 999);
+    assert!(!m.contains("svc-7.ns"));
+    assert!(m.contains("svc-1.ns"), "counted twice, taken once");
+    assert!(
+        published.contains("svc-7.ns"),
+        "a published clone is unaffected"
+    );
+    assert_eq!(published.0.len, 1000);
     let shared = published
+        .0
         .shards
         .iter()
-        .zip(&m.shards)
+        .zip(&m.0.shards)
         .filter(|(a, b)| Arc::ptr_eq(a, b))
         .count();
     assert!(
-        shared >= super::SHARDS - 2,
+        shared >= SHARDS - 2,
         "only the touched shards were copied ({shared} shared)"
+    );
+}
+
+#[test]
+fn the_zone_shares_the_tables_services() {
+    let t = spec_table();
+    let mut b = Builder::new(&settings()).unwrap();
+    b.apply(&t);
+    let key = ServiceKey::new("default", "kubernetes");
+    let before = Arc::strong_count(&t.services[&key]);
+    let zone = b.zone().clone();
+    assert_eq!(
+        Arc::strong_count(&t.services[&key]),
+        before,
+        "a published zone copies pointers to shards, not services"
+    );
+    drop(zone);
+    drop(b);
+    assert!(Arc::strong_count(&t.services[&key]) < before);
+}
+
+#[test]
+fn an_address_published_by_two_services_has_both_ptrs_until_one_goes() {
+    let t1 = spec_table();
+    let mut b = Builder::new(&settings()).unwrap();
+    b.apply(&t1);
+    // A second headless service selecting the endpoint 10.3.0.1 too.
+    let mut other = (*t1.services[&ServiceKey::new("default", "headless")]).clone();
+    other.key = ServiceKey::new("default", "mirror");
+    let key = other.key.clone();
+    let t2 = next(&t1, vec![(key.clone(), Some(other))]);
+    b.apply(&t2);
+    let ptr = |zone: &Zone| {
+        zone.lookup(
+            &Name::from_ascii("1.0.3.10.in-addr.arpa.").unwrap(),
+            RecordType::PTR,
+        )
+    };
+    let Lookup::Answer { answers, .. } = ptr(b.zone()) else {
+        panic!()
+    };
+    let targets: Vec<String> = answers.iter().map(|r| r.data.to_string()).collect();
+    assert_eq!(
+        targets,
+        [
+            "10-3-0-1.headless.default.svc.cluster.local.",
+            // The ClusterIP of `kubernetes` in the spec's table.
+            "kubernetes.default.svc.cluster.local.",
+            "10-3-0-1.mirror.default.svc.cluster.local.",
+        ]
+    );
+    let t3 = next(&t2, vec![(key, None)]);
+    b.apply(&t3);
+    let Lookup::Answer { answers, .. } = ptr(b.zone()) else {
+        panic!()
+    };
+    let targets: Vec<String> = answers.iter().map(|r| r.data.to_string()).collect();
+    assert_eq!(
+        targets,
+        [
+            "10-3-0-1.headless.default.svc.cluster.local.",
+            "kubernetes.default.svc.cluster.local.",
+        ]
     );
 }
