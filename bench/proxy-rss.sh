@@ -12,7 +12,9 @@
 #
 # Usage: bench/proxy-rss.sh [--no-build] [--services N] [--pods N]
 # Environment: KEEP_DATA=1 keeps the work directory and logs; SB and BENCH
-# override the binaries.
+# override the binaries; PROXY_SB="a b ..." runs each of these binaries as
+# the proxy in turn against the same filled server (an A/B without a
+# second fill; default: $SB).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,7 +28,7 @@ while [ $# -gt 0 ]; do
     --no-build) build=0 ;;
     --services) services=$2; shift ;;
     --pods) pods=$2; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -71,9 +73,9 @@ tail -1 "$WORK/fill.out" >&2
 kib() { awk -v k="$1" '/^'"$1"':/ {print $2}' "/proc/$2/status"; }
 mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k * 1024 / 1e6 }'; }
 
-run_proxy() { # label metrics-listen
+run_proxy() { # label metrics-listen binary
   local out="$WORK/proxy-$1.out" log="$WORK/proxy-$1.log"
-  "$SB" --kubeconfig "$KC" proxy --node-name bench-node --node-address 127.1.130.1 \
+  "$3" --kubeconfig "$KC" proxy --node-name bench-node --node-address 127.1.130.1 \
     --proxy-metrics-listen "$2" >"$out" 2>"$log" &
   local pid=$!
   pids+=($pid)
@@ -100,7 +102,16 @@ run_proxy() { # label metrics-listen
 echo
 echo "proxy RSS, $(date -u +%Y-%m-%dT%H:%MZ), $services Services x $((pods / services)) endpoints, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-22s %8s %8s %8s %6s %8s\n' run "VmRSS MB" "anon MB" "HWM MB" fds synced
-run_proxy "metrics on" 127.0.0.1:0
-run_proxy "metrics off" none
-rss=$(cat "$WORK/rss-metrics on")
-awk -v r="$rss" -v t=$TARGET_MB 'BEGIN { m = r * 1024 / 1e6; printf "target < %d MB (with metrics): %s (%.1f MB)\n", t, (m < t ? "met" : "NOT met"), m }'
+proxies=${PROXY_SB:-$SB}
+n=0
+for bin in $proxies; do
+  n=$((n + 1))
+  [ "$bin" = "$SB" ] && [ -z "${PROXY_SB:-}" ] && tag="" || tag=" #$n"
+  echo "proxy$tag: $bin" >&2
+  run_proxy "metrics on$tag" 127.0.0.1:0 "$bin"
+  run_proxy "metrics off$tag" none "$bin"
+done
+for f in "$WORK"/rss-metrics\ on*; do
+  rss=$(cat "$f")
+  awk -v r="$rss" -v t=$TARGET_MB -v l="${f##*/rss-}" 'BEGIN { m = r * 1024 / 1e6; printf "%s: target < %d MB (with metrics): %s (%.1f MB)\n", l, t, (m < t ? "met" : "NOT met"), m }'
+done

@@ -5,11 +5,14 @@
 //!
 //! Layers: [`plan`] decides from one table entry what to listen on and
 //! which endpoints may take new connections (pure, as kube-proxy chooses);
-//! `pool` holds a port's balancer, affinity, ejections and draining; `tcp`
-//! and `udp` move the bytes on the `workers` (single-threaded runtimes);
+//! `pool` holds a port's balancer, affinity, ejections and draining;
+//! `accept` takes TCP connections on every socket of a worker with one
+//! task; `tcp` and `udp` move the bytes on the `workers` (single-threaded
+//! runtimes);
 //! [`start`] runs the sync loop that applies each new
 //! [`switchboard_discovery::ServiceTable`].
 
+mod accept;
 mod config;
 mod copy;
 mod events;

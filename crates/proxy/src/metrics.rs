@@ -8,7 +8,9 @@
 //! (seven series, each with four label strings and an `Arc`'d value) for
 //! data that is only read when scraped; the collector costs nothing
 //! between scrapes, and the series of an endpoint end with its entry
-//! (after its drain), where families kept every label set ever seen.
+//! (after its drain), where families kept every label set ever seen. A
+//! pool that has not had a connection yet has no entries (see `pool`), so
+//! its endpoints have no series until then; its `endpoints` gauge does.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

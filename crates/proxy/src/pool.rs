@@ -7,6 +7,15 @@
 //! a sync never waits for connections and connections never see half an
 //! update.
 //!
+//! Until its first connection a pool only keeps the endpoints' addresses
+//! (`Members::Planned`); the balancer and the endpoint entries are built
+//! when a connection first needs them. Why: a node proxy listens for every
+//! Service of the cluster, and most of them never carry traffic through a
+//! given node, while a built pool of five endpoints costs ~1.5 KB more
+//! (the balancer with its per-backend load, five entries with their
+//! counters; `tests/memory.rs`). The first connection builds it, on its
+//! worker (for Maglev that includes the 65537-slot table).
+//!
 //! Each endpoint has an [`EndpointEntry`] that outlives its membership:
 //! when the endpoint leaves the pool, its entry moves to `draining` and a
 //! timer closes whatever connections are still open after the drain
@@ -24,6 +33,8 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use crate::config::Config;
+use prometheus_client::metrics::counter::Counter;
+
 use crate::metrics::{EndpointMetrics, Metrics};
 use crate::plan::{PoolKey, Target};
 
@@ -105,22 +116,52 @@ pub(crate) struct Choice {
 pub(crate) struct Pool {
     pub key: PoolKey,
     config: Arc<Config>,
-    pub metrics: Metrics,
+    /// Connections with nowhere to go (the proxy-wide counter).
+    pub no_endpoint: Counter,
     epoch: Instant,
-    state: RwLock<Arc<State>>,
-    /// Entries of current members and of draining endpoints.
-    members: Mutex<Members>,
+    members: RwLock<Members>,
+    /// Entries of endpoints that left and may still have connections,
+    /// with their drain timers. A vector, usually empty; the current
+    /// members are not kept a second time in a map (with 10k pools of a
+    /// few endpoints each, a map of them cost ~0.4 KB per pool).
+    draining: Mutex<Vec<(Arc<EndpointEntry>, AbortHandle)>>,
 }
 
-#[derive(Debug, Default)]
-struct Members {
-    current: HashMap<SocketAddr, Arc<EndpointEntry>>,
-    draining: HashMap<SocketAddr, (Arc<EndpointEntry>, AbortHandle)>,
+/// The current endpoints of a pool.
+#[derive(Debug)]
+enum Members {
+    /// No connection has needed them yet: what to build. Nothing can be
+    /// connected, ejected or draining, so updates just replace this.
+    Planned {
+        algorithm: Algorithm,
+        affinity: Option<Duration>,
+        /// Without duplicates.
+        targets: Box<[Target]>,
+    },
+    /// Built (for good): the snapshot connections read.
+    Built(Arc<State>),
+}
+
+impl Members {
+    fn planned(algorithm: Algorithm, affinity: Option<Duration>, targets: &[Target]) -> Self {
+        let mut unique: Vec<Target> = Vec::with_capacity(targets.len());
+        let mut seen = std::collections::HashSet::with_capacity(targets.len());
+        for t in targets {
+            if seen.insert(t.addr) {
+                unique.push(t.clone());
+            }
+        }
+        Members::Planned {
+            algorithm,
+            affinity,
+            targets: unique.into_boxed_slice(),
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section leaves the maps consistent, so a panic
-    // elsewhere while holding the lock does not make them unusable.
+    // Every critical section leaves the list consistent, so a panic
+    // elsewhere while holding the lock does not make it unusable.
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -136,31 +177,41 @@ impl Pool {
         let pool = Arc::new(Pool {
             key,
             config,
-            metrics,
+            no_endpoint: metrics.no_endpoint.clone(),
             epoch: Instant::now(),
-            state: RwLock::new(Arc::new(State {
-                balancer: Balancer::new(algorithm, Vec::new()),
-                entries: Vec::new(),
-                affinity: None,
-            })),
-            members: Mutex::new(Members::default()),
+            members: RwLock::new(Members::planned(algorithm, affinity, targets)),
+            draining: Mutex::new(Vec::new()),
         });
-        pool.update(algorithm, affinity, targets);
-        pool.metrics.track(&pool);
+        metrics.track(&pool);
         pool
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Members> {
+        self.members.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Members> {
+        self.members.write().unwrap_or_else(|p| p.into_inner())
     }
 
     /// How many endpoints take new connections.
     pub fn size(&self) -> usize {
-        self.state().entries.len()
+        match &*self.read() {
+            Members::Planned { targets, .. } => targets.len(),
+            Members::Built(state) => state.entries.len(),
+        }
     }
 
     /// Calls `f` with every entry that may have open connections: current
     /// members and draining endpoints.
     pub fn for_each_entry(&self, mut f: impl FnMut(&Arc<EndpointEntry>)) {
-        let members = lock(&self.members);
-        members.current.values().for_each(&mut f);
-        members.draining.values().for_each(|(e, _)| f(e));
+        // Under the draining lock, which `update` holds until the new
+        // state is in place: each entry is in exactly one of the two.
+        let draining = lock(&self.draining);
+        if let Some(state) = self.built() {
+            state.entries.iter().for_each(&mut f);
+        }
+        draining.iter().for_each(|(e, _)| f(e));
     }
 
     /// The proxy's settings.
@@ -168,10 +219,36 @@ impl Pool {
         &self.config
     }
 
-    /// The current snapshot.
+    /// The current snapshot, built now if no connection needed it before.
     pub fn state(&self) -> Arc<State> {
-        let guard = self.state.read().unwrap_or_else(|p| p.into_inner());
-        Arc::clone(&guard)
+        if let Some(state) = self.built() {
+            return state;
+        }
+        let mut members = self.write();
+        let state = match &*members {
+            Members::Built(state) => return Arc::clone(state),
+            Members::Planned {
+                algorithm,
+                affinity,
+                targets,
+            } => {
+                // Nothing is draining yet and there is no old state.
+                let (state, gone) =
+                    self.next_state(None, &mut Vec::new(), *algorithm, *affinity, targets);
+                debug_assert!(gone.is_empty());
+                Arc::new(state)
+            }
+        };
+        *members = Members::Built(Arc::clone(&state));
+        state
+    }
+
+    /// The snapshot if it is built.
+    fn built(&self) -> Option<Arc<State>> {
+        match &*self.read() {
+            Members::Built(state) => Some(Arc::clone(state)),
+            Members::Planned { .. } => None,
+        }
     }
 
     /// True when no endpoint may take new connections.
@@ -188,59 +265,93 @@ impl Pool {
         affinity: Option<Duration>,
         targets: &[Target],
     ) {
-        let old = self.state();
-        let mut members = lock(&self.members);
-        let mut entries = Vec::with_capacity(targets.len());
-        let mut next: HashMap<SocketAddr, Arc<EndpointEntry>> =
-            HashMap::with_capacity(targets.len());
-        for t in targets {
-            if next.contains_key(&t.addr) {
-                continue;
+        let mut draining = lock(&self.draining);
+        let old = {
+            let mut members = self.write();
+            match &*members {
+                Members::Planned { .. } => {
+                    *members = Members::planned(algorithm, affinity, targets);
+                    return;
+                }
+                // Built stays built, and only this (the sync loop) writes.
+                Members::Built(state) => Arc::clone(state),
             }
-            let entry = if let Some(e) = members.current.get(&t.addr) {
-                Arc::clone(e)
-            } else if let Some((e, timer)) = members.draining.remove(&t.addr) {
-                timer.abort();
-                e
-            } else {
-                Arc::new(EndpointEntry::new(t.addr))
+        };
+        let (state, gone) =
+            self.next_state(Some(&old), &mut draining, algorithm, affinity, targets);
+        for entry in gone {
+            self.start_drain(&mut draining, entry);
+        }
+        // Written before the draining list is unlocked, so a scrape
+        // (`for_each_entry`) sees each entry exactly once.
+        *self.write() = Members::Built(Arc::new(state));
+        drop(draining);
+    }
+
+    /// The state for `targets` after `old`, and the entries of `old` that
+    /// are no longer members (to drain). Entries of unchanged endpoints,
+    /// their load and the rotation position carry over; an endpoint back
+    /// from `draining` gets its entry back.
+    fn next_state(
+        &self,
+        old: Option<&State>,
+        draining: &mut Vec<(Arc<EndpointEntry>, AbortHandle)>,
+        algorithm: Algorithm,
+        affinity: Option<Duration>,
+        targets: &[Target],
+    ) -> (State, Vec<Arc<EndpointEntry>>) {
+        let old_entries = old.map_or(&[][..], |o| &o.entries[..]);
+        // By address, for this update only: the current entries and the
+        // targets already taken (a target may be listed twice).
+        let mut current: HashMap<SocketAddr, Option<&Arc<EndpointEntry>>> =
+            old_entries.iter().map(|e| (e.addr, Some(e))).collect();
+        let mut entries = Vec::with_capacity(targets.len());
+        for t in targets {
+            let entry = match current.insert(t.addr, None) {
+                Some(None) => continue, // listed twice
+                Some(Some(e)) => Arc::clone(e),
+                // Back before its drain timeout: the same entry, so its
+                // connections stay (unless the timer has just fired).
+                None => match draining
+                    .iter()
+                    .position(|(e, _)| e.addr == t.addr && !e.is_drained())
+                {
+                    Some(i) => {
+                        let (e, timer) = draining.swap_remove(i);
+                        timer.abort();
+                        e
+                    }
+                    None => Arc::new(EndpointEntry::new(t.addr)),
+                },
             };
-            next.insert(t.addr, Arc::clone(&entry));
             entries.push(entry);
         }
-        let gone: Vec<Arc<EndpointEntry>> = members
-            .current
-            .drain()
-            .filter(|(addr, _)| !next.contains_key(addr))
-            .map(|(_, e)| e)
-            .collect();
-        members.current = next;
-        for entry in gone {
-            if let Some(aff) = &old.affinity {
+        // Still `Some`: members that are not among the targets.
+        let gone: Vec<Arc<EndpointEntry>> = current.into_values().flatten().cloned().collect();
+        let old_affinity = old.and_then(|o| o.affinity.as_ref());
+        if let Some(aff) = old_affinity {
+            for entry in &gone {
                 aff.remove_backend(&entry.addr);
             }
-            self.start_drain(&mut members, entry);
         }
-        drop(members);
 
         let backends: Vec<Backend<SocketAddr>> =
             entries.iter().map(|e| Backend::new(e.addr)).collect();
-        let balancer = if old.balancer.algorithm() == algorithm {
-            old.balancer.rebuild(backends)
-        } else {
-            Balancer::new(algorithm, backends)
+        let balancer = match old {
+            Some(o) if o.balancer.algorithm() == algorithm => o.balancer.rebuild(backends),
+            _ => Balancer::new(algorithm, backends),
         };
-        let affinity = match (affinity, &old.affinity) {
+        let affinity = match (affinity, old_affinity) {
             (None, _) => None,
             (Some(t), Some(a)) if a.timeout() == t => Some(Arc::clone(a)),
             (Some(t), _) => Some(Arc::new(Affinity::new(t))),
         };
-        let state = Arc::new(State {
+        let state = State {
             balancer,
             entries,
             affinity,
-        });
-        *self.state.write().unwrap_or_else(|p| p.into_inner()) = state;
+        };
+        (state, gone)
     }
 
     /// Every endpoint drains (the pool is going away).
@@ -248,7 +359,11 @@ impl Pool {
         self.update(Algorithm::RoundRobin, None, &[]);
     }
 
-    fn start_drain(self: &Arc<Self>, members: &mut Members, entry: Arc<EndpointEntry>) {
+    fn start_drain(
+        self: &Arc<Self>,
+        draining: &mut Vec<(Arc<EndpointEntry>, AbortHandle)>,
+        entry: Arc<EndpointEntry>,
+    ) {
         let timeout = self.config.drain_timeout;
         let weak: Weak<Pool> = Arc::downgrade(self);
         let fired = Arc::clone(&entry);
@@ -256,18 +371,17 @@ impl Pool {
             tokio::time::sleep(timeout).await;
             fired.drain();
             if let Some(pool) = weak.upgrade() {
-                let mut m = lock(&pool.members);
-                if m.draining
-                    .get(&fired.addr)
-                    .is_some_and(|(e, _)| Arc::ptr_eq(e, &fired))
-                {
-                    m.draining.remove(&fired.addr);
+                let mut draining = lock(&pool.draining);
+                if let Some(i) = draining.iter().position(|(e, _)| Arc::ptr_eq(e, &fired)) {
+                    draining.swap_remove(i);
+                    // Gives back the capacity a mass removal left.
+                    if draining.capacity() > 2 * draining.len() + 4 {
+                        draining.shrink_to_fit();
+                    }
                 }
             }
         });
-        members
-            .draining
-            .insert(entry.addr, (entry, timer.abort_handle()));
+        draining.push((entry, timer.abort_handle()));
     }
 
     fn now_ns(&self) -> u64 {
@@ -336,7 +450,9 @@ impl Pool {
             .saturating_add(u64::try_from(period.as_nanos()).unwrap_or(u64::MAX));
         entry.ejected_until.store(until, Ordering::Relaxed);
         entry.metrics.ejections.inc();
-        if let Some(aff) = &self.state().affinity {
+        if let Some(state) = self.built()
+            && let Some(aff) = &state.affinity
+        {
             aff.remove_backend(&entry.addr);
         }
         tracing::info!(

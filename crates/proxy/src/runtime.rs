@@ -18,7 +18,7 @@ use crate::metrics::Metrics;
 use crate::plan;
 use crate::pool::Pool;
 use crate::workers::Workers;
-use crate::{Error, tcp, udp};
+use crate::{Error, accept, tcp, udp};
 
 /// How often listeners that failed to bind are tried again.
 const RETRY_INTERVAL: Duration = Duration::from_secs(1);
@@ -26,18 +26,26 @@ const RETRY_INTERVAL: Duration = Duration::from_secs(1);
 type Addr = (Protocol, SocketAddr);
 
 struct Listener {
-    /// The pool it feeds (its accept tasks hold it too).
+    /// The pool it feeds (its sockets' acceptors hold it too).
     pool: Arc<Pool>,
-    /// One accept task per worker (a single one for UDP).
-    tasks: Vec<JoinHandle<()>>,
+    /// Dropping this closes the sockets; accepted connections run in
+    /// their own tasks.
+    _serving: Serving,
 }
 
-impl Drop for Listener {
+/// Held for what its drop does.
+enum Serving {
+    /// One socket per worker, in the workers' acceptors.
+    Tcp { _sockets: accept::Listening },
+    /// One socket with its own task (flows live with the socket).
+    Udp { _task: AbortOnDrop },
+}
+
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
     fn drop(&mut self) {
-        // Closes the sockets; accepted connections run in their own tasks.
-        for task in &self.tasks {
-            task.abort();
-        }
+        self.0.abort();
     }
 }
 
@@ -63,8 +71,10 @@ pub(crate) struct Proxy {
     metrics: Metrics,
     events: Events,
     services: HashMap<ServiceKey, ServiceState>,
-    /// Which service holds each bound address.
-    bound: HashMap<Addr, ServiceKey>,
+    /// Every bound address. A set: the owner is looked up only to name it
+    /// in a warning, and a copy of its key per address was ~90 B per
+    /// service with 10k services.
+    bound: HashSet<Addr>,
     /// Services with a frontend that could not be bound yet.
     retry: HashSet<ServiceKey>,
 }
@@ -116,7 +126,7 @@ pub async fn start(
         workers,
         metrics,
         services: HashMap::new(),
-        bound: HashMap::new(),
+        bound: HashSet::new(),
         retry: HashSet::new(),
     };
     Ok(Running {
@@ -176,6 +186,14 @@ impl Proxy {
             let svc = new.services.get(&key).cloned();
             self.sync_service(&key, svc.as_ref());
         }
+    }
+
+    /// The service listening on `addr` (a scan: only for warnings).
+    fn owner(&self, addr: &Addr) -> Option<&ServiceKey> {
+        self.services
+            .iter()
+            .find(|(_, s)| s.listeners.iter().any(|(a, _)| a == addr))
+            .map(|(k, _)| k)
     }
 
     fn sync_service(&mut self, key: &ServiceKey, svc: Option<&Arc<Service>>) {
@@ -245,20 +263,24 @@ impl Proxy {
                 drop(l);
                 self.bound.remove(&addr);
             }
-            if let Some(owner) = self.bound.get(&addr) {
+            if self.bound.contains(&addr) {
+                let owner = self
+                    .owner(&addr)
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
                 tracing::warn!(service = %key, %owner, addr = %f.addr, "address already served by another service; not listening");
                 failed = true;
                 continue;
             }
             match listen(&self.workers, f.protocol, f.addr, pool) {
-                Ok(tasks) => {
+                Ok(serving) => {
                     tracing::debug!(service = %key, addr = %f.addr, protocol = ?f.protocol, "listening");
-                    self.bound.insert(addr, key.clone());
+                    self.bound.insert(addr);
                     listeners.push((
                         addr,
                         Listener {
                             pool: Arc::clone(pool),
-                            tasks,
+                            _serving: serving,
                         },
                     ));
                 }
@@ -286,50 +308,39 @@ impl Proxy {
     }
 }
 
-/// Opens a frontend: for TCP one socket per worker, each accepted on its
-/// own worker (all bound before any task starts, so a failure leaves
-/// nothing half-open); for UDP one socket on the first worker, since a
-/// flow's state lives with the socket that received it.
+/// Opens a frontend: for TCP one socket per worker, each accepted by its
+/// own worker's acceptor (all bound before any is handed over, so a
+/// failure leaves nothing half-open); for UDP one socket on the first
+/// worker, since a flow's state lives with the socket that received it.
 fn listen(
     workers: &Workers,
     protocol: Protocol,
     addr: SocketAddr,
     pool: &Arc<Pool>,
-) -> std::io::Result<Vec<JoinHandle<()>>> {
+) -> std::io::Result<Serving> {
     match protocol {
         Protocol::Tcp => {
             let shared = workers.len() > 1;
             let sockets = (0..workers.len())
                 .map(|_| tcp::bind(addr, shared))
                 .collect::<std::io::Result<Vec<_>>>()?;
-            let tasks = sockets
-                .into_iter()
-                .enumerate()
-                .map(|(i, socket)| {
-                    let pool = Arc::clone(pool);
-                    // Registered with the worker's own reactor, on it.
-                    workers.spawn(i, async move {
-                        match tokio::net::TcpListener::from_std(socket) {
-                            Ok(listener) => tcp::serve(listener, pool).await,
-                            Err(e) => {
-                                tracing::warn!(%addr, error = %e, "cannot register a listener")
-                            }
-                        }
-                    })
-                })
-                .collect();
-            Ok(tasks)
+            Ok(Serving::Tcp {
+                _sockets: workers.acceptors().listen(sockets, pool),
+            })
         }
         Protocol::Udp => {
             let socket = std::net::UdpSocket::bind(addr)?;
             socket.set_nonblocking(true)?;
             let pool = Arc::clone(pool);
-            Ok(vec![workers.spawn(0, async move {
+            let task = workers.spawn(0, async move {
                 match tokio::net::UdpSocket::from_std(socket) {
                     Ok(socket) => udp::serve(socket, pool).await,
                     Err(e) => tracing::warn!(%addr, error = %e, "cannot register a UDP socket"),
                 }
-            })])
+            });
+            Ok(Serving::Udp {
+                _task: AbortOnDrop(task),
+            })
         }
         Protocol::Sctp => Err(std::io::Error::new(
             std::io::ErrorKind::Unsupported,

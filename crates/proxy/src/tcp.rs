@@ -1,10 +1,11 @@
-//! TCP: accept on a frontend, connect to an endpoint with failover, copy
-//! both ways until either side closes or the endpoint's drain timeout ends.
+//! TCP: the listening sockets (accepted by `accept`), and each accepted
+//! connection: connect to an endpoint with failover, copy both ways until
+//! either side closes or the endpoint's drain timeout ends.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::pool::Pool;
@@ -32,26 +33,9 @@ pub(crate) fn bind(addr: SocketAddr, shared: bool) -> std::io::Result<std::net::
     Ok(socket.into())
 }
 
-/// Accepts until the task is aborted; each connection runs in its own task,
-/// so aborting this one (closing the listener) leaves them open.
-pub(crate) async fn serve(listener: TcpListener, pool: Arc<Pool>) {
-    loop {
-        match listener.accept().await {
-            Ok((client, peer)) => {
-                tokio::spawn(handle(Arc::clone(&pool), client, peer));
-            }
-            Err(e) => {
-                // EMFILE and friends: back off briefly instead of spinning.
-                tracing::warn!(error = %e, service = %pool.key.service, "accept failed");
-                // Boxed: a `Sleep` inline would grow every listener's
-                // task (10k of them) for a path that is rarely taken.
-                Box::pin(tokio::time::sleep(std::time::Duration::from_millis(10))).await;
-            }
-        }
-    }
-}
-
-async fn handle(pool: Arc<Pool>, mut client: TcpStream, peer: SocketAddr) {
+/// One accepted connection: connect to an endpoint (failing over to the
+/// next candidate), then copy until done or drained.
+pub(crate) async fn handle(pool: Arc<Pool>, mut client: TcpStream, peer: SocketAddr) {
     // `client` has TCP_NODELAY from the listener (see `bind`).
     let choice = pool.choose(peer.ip());
     let connect_timeout = pool.config().connect_timeout;
@@ -106,13 +90,14 @@ async fn handle(pool: Arc<Pool>, mut client: TcpStream, peer: SocketAddr) {
     }
     // Nowhere to go: reset, so the client sees a failure at once rather
     // than an empty reply.
-    pool.metrics.no_endpoint.inc();
+    pool.no_endpoint.inc();
     let _ = client.set_zero_linger();
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::net::TcpListener;
 
     #[tokio::test]
     async fn accepted_sockets_inherit_nodelay_and_shared_listeners_coexist() {

@@ -60,7 +60,7 @@ pub(crate) async fn serve(socket: UdpSocket, pool: Arc<Pool>) {
                             slot.insert(flow);
                         }
                         None => {
-                            pool.metrics.no_endpoint.inc();
+                            pool.no_endpoint.inc();
                             continue;
                         }
                     }

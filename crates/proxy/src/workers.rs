@@ -3,7 +3,8 @@
 //! tasks never leave the thread that accepted it, wake-ups need no
 //! cross-thread queue, and the proxy does not share a scheduler with the
 //! apiserver and controllers of `switchboard up`. The sync loop stays on
-//! the caller's runtime and spawns listeners onto the workers.
+//! the caller's runtime and hands listeners to the workers' acceptors
+//! (`accept`); UDP sockets get a task of their own.
 
 use std::future::Future;
 use std::io;
@@ -13,9 +14,13 @@ use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::accept::Acceptors;
+
 /// The runtimes listeners are spawned on.
 pub(crate) struct Workers {
     handles: Vec<Handle>,
+    /// One TCP acceptor per worker, in the same order.
+    acceptors: Acceptors,
     /// Dropping these ends the workers' threads, and with their runtimes
     /// every listener and connection they run.
     _stop: Vec<oneshot::Sender<()>>,
@@ -28,8 +33,10 @@ impl Workers {
     /// timeout), see [`keep_timer_armed`].
     pub fn start(n: usize, shortest_timer: Duration) -> io::Result<Workers> {
         if n == 0 {
+            let handles = vec![Handle::current()];
             return Ok(Workers {
-                handles: vec![Handle::current()],
+                acceptors: Acceptors::start(&handles),
+                handles,
                 _stop: Vec::new(),
             });
         }
@@ -55,9 +62,15 @@ impl Workers {
                 })?;
         }
         Ok(Workers {
+            acceptors: Acceptors::start(&handles),
             handles,
             _stop: stop,
         })
+    }
+
+    /// The TCP acceptors, one per worker.
+    pub fn acceptors(&self) -> &Acceptors {
+        &self.acceptors
     }
 
     /// How many runtimes there are (at least one).
