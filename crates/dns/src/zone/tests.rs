@@ -258,18 +258,15 @@ fn an_address_published_by_two_services_has_both_ptrs_until_one_goes() {
     let key = other.key.clone();
     let t2 = next(&t1, vec![(key.clone(), Some(other))]);
     b.apply(&t2);
-    let ptr = |zone: &Zone| {
-        zone.lookup(
-            &Name::from_ascii("1.0.3.10.in-addr.arpa.").unwrap(),
-            RecordType::PTR,
-        )
+    let ptr_targets = |zone: &Zone| -> Vec<String> {
+        let name = Name::from_ascii("1.0.3.10.in-addr.arpa.").unwrap();
+        let Lookup::Answer { answers, .. } = zone.lookup(&name, RecordType::PTR) else {
+            panic!("no PTR for 10.3.0.1")
+        };
+        answers.iter().map(|r| r.data.to_string()).collect()
     };
-    let Lookup::Answer { answers, .. } = ptr(b.zone()) else {
-        panic!()
-    };
-    let targets: Vec<String> = answers.iter().map(|r| r.data.to_string()).collect();
     assert_eq!(
-        targets,
+        ptr_targets(b.zone()),
         [
             "10-3-0-1.headless.default.svc.cluster.local.",
             // The ClusterIP of `kubernetes` in the spec's table.
@@ -279,12 +276,8 @@ fn an_address_published_by_two_services_has_both_ptrs_until_one_goes() {
     );
     let t3 = next(&t2, vec![(key, None)]);
     b.apply(&t3);
-    let Lookup::Answer { answers, .. } = ptr(b.zone()) else {
-        panic!()
-    };
-    let targets: Vec<String> = answers.iter().map(|r| r.data.to_string()).collect();
     assert_eq!(
-        targets,
+        ptr_targets(b.zone()),
         [
             "10-3-0-1.headless.default.svc.cluster.local.",
             "kubernetes.default.svc.cluster.local.",
