@@ -308,6 +308,12 @@ for mode in keepalive close; do
         printf "%s: switchboard / %s (the better peer) = %.2fx req/s (target 1.15x), p99 %s vs %s ms", m, n, s / b, sp, bp }'
     awk -v s="${cpu[switchboard,$mode]}" -v b="${cpu[$best,$mode]}" 'BEGIN {
         if (s > 0 && b > 0) printf ", CPU/request %.2fx\n", s / b; else printf "\n" }'
+    # A proxy cannot pass the direct connection: when both are close to it,
+    # wrk and the backend (their CPU) are the limit, and the req/s ratio
+    # says nothing about the proxies; their CPU per request still does.
+    awk -v s="${rps[switchboard,$mode]}" -v b="${rps[$best,$mode]}" -v d="${rps[direct,$mode]}" -v m="$mode" 'BEGIN {
+        if (d > 0 && s >= 0.9 * d && b >= 0.9 * d)
+          printf "%s: both at >= 90%% of direct (%.0f req/s): bound by the load side, compare CPU/request\n", m, d }'
   else
     awk -v h="${rps[haproxy,$mode]}" -v n="${rps[nginx,$mode]}" -v m="$mode" 'BEGIN {
       printf "%s: nginx / haproxy = %.2fx; switchboard skipped\n", m, n / h }'
