@@ -139,16 +139,11 @@ pub async fn wait(agent: &mut Option<switchboard_agent::Agent>) -> anyhow::Resul
     }
 }
 
-/// Flags of `switchboard agent`: a node agent alone, joining the cluster of
-/// `--kubeconfig`.
+/// Flags of `switchboard agent`: a node of the cluster of `--kubeconfig`,
+/// with what a Kubernetes node runs: the node agent (the kubelet's part)
+/// and the node proxy (kube-proxy's), unless `--proxy-mode none`.
 #[derive(Debug, Clone, Args)]
 pub struct AgentCommandArgs {
-    /// This node's name (default: the host name, lower-cased).
-    #[arg(long)]
-    pub node_name: Option<String>,
-    /// This node's InternalIP address(es) (repeat or comma-separate).
-    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1")]
-    pub node_address: Vec<IpAddr>,
     /// Directory for the agent's logs and state.
     #[arg(long, default_value = "./switchboard-agent-data")]
     pub data_dir: std::path::PathBuf,
@@ -161,31 +156,41 @@ pub struct AgentCommandArgs {
     /// The agent.
     #[command(flatten)]
     pub agent: AgentArgs,
+    /// The node proxy; its `--node-name` and `--node-address` are the
+    /// agent's too.
+    #[command(flatten)]
+    pub proxy: super::proxy::ProxyArgs,
 }
 
-/// Runs `switchboard agent` until SIGINT/SIGTERM, then stops its pods.
+/// Runs `switchboard agent` until SIGINT/SIGTERM (or the agent or proxy
+/// fails), then stops its pods.
 pub async fn run_standalone(
     global: &crate::GlobalArgs,
     args: AgentCommandArgs,
 ) -> anyhow::Result<std::process::ExitCode> {
     let AgentCommandArgs {
-        node_name,
-        node_address,
         data_dir,
         cluster_domain,
         cluster_dns,
         agent: agent_args,
+        proxy: proxy_args,
     } = args;
     if agent_args.agent_mode == AgentMode::None {
-        anyhow::bail!("`switchboard agent` with --agent-mode none has nothing to do");
+        anyhow::bail!(
+            "`switchboard agent` with --agent-mode none has nothing to do (`switchboard proxy` \
+             runs the node proxy alone)"
+        );
     }
     super::parse_cluster_domain(&cluster_domain).map_err(anyhow::Error::msg)?;
-    let node_name = node_name.unwrap_or_else(super::proxy::host_name);
+    let node_name = proxy_args
+        .node_name
+        .clone()
+        .unwrap_or_else(super::proxy::host_name);
     // `data_dir` here is the agent's own, not a cluster data directory.
     let Some(mut config) = config(
         &agent_args,
-        node_name,
-        node_address,
+        node_name.clone(),
+        proxy_args.node_address.clone(),
         &data_dir,
         &cluster_domain,
         cluster_dns,
@@ -194,21 +199,55 @@ pub async fn run_standalone(
         unreachable!("agent mode none was refused above");
     };
     config.data_dir = data_dir;
+    let proxy_config = super::proxy::config(&proxy_args).map(|mut c| {
+        // One name for the node, whichever way it was chosen.
+        c.node_name = node_name;
+        c
+    });
     let client = crate::client::client(global).await?;
-    let mut agent = start(config, client).await?;
+    let mut agent = start(config, client.clone()).await?;
+    let mut discovery = None;
+    let mut proxy = None;
+    if let Some(proxy_config) = proxy_config {
+        let watch = switchboard_discovery::spawn(client.clone());
+        let started = super::proxy::start(proxy_config, watch.table.clone(), client).await;
+        discovery = Some(watch);
+        match started {
+            Ok(running) => proxy = Some(running),
+            Err(e) => {
+                // The pods started so far must not outlive a failed start.
+                agent.shutdown().await.context("stopping the pods")?;
+                return Err(e);
+            }
+        }
+    }
+    let metrics_note = proxy
+        .as_ref()
+        .and_then(|p| p.metrics_addr)
+        .map(|a| format!(", proxy-metrics http://{a}/metrics"))
+        .unwrap_or_default();
     {
+        // Tests and scripts wait for this line.
         use std::io::Write as _;
         let mut out = std::io::stdout().lock();
-        writeln!(out, "switchboard agent is up: http://{}", agent.listen_addr)?;
+        writeln!(
+            out,
+            "switchboard agent is up: http://{}{metrics_note}",
+            agent.listen_addr
+        )?;
         out.flush()?;
     }
     let outcome = tokio::select! {
         stopped = wait_ref(&mut agent) => stopped,
+        stopped = super::proxy::wait(&mut proxy) => Err(stopped.err().unwrap_or_else(|| anyhow::anyhow!("the proxy stopped"))),
         signal = super::shutdown_signal() => {
             tracing::info!(signal = signal?, "shutting down");
             Ok(())
         }
     };
+    if let Some(watch) = discovery {
+        watch.task.abort();
+    }
     agent.shutdown().await.context("stopping the pods")?;
     outcome.map(|()| std::process::ExitCode::SUCCESS)
 }

@@ -633,3 +633,82 @@ async fn logs_follow_new_output_and_name_a_wrong_container() {
     let _ = follow.kill();
     let _ = follow.wait();
 }
+
+/// `switchboard agent` beside a `switchboard server` (which runs neither
+/// pods nor a proxy) is a whole node, as a kubelet with its kube-proxy: its
+/// agent runs the pods bound to it and its proxy serves their Service; once
+/// it stops, nothing serves the ClusterIP.
+#[tokio::test]
+async fn a_standalone_agent_runs_its_pods_and_proxies_their_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let sb = Switchboard::server_with(
+        binary(),
+        &dir.path().join("cluster"),
+        &[
+            "--service-cidr",
+            "127.112.0.0/16",
+            "--lb-ip-pool",
+            "127.2.12.0/24",
+        ],
+    )
+    .unwrap();
+    assert!(sb.proxy_metrics.is_none(), "the server runs no proxy");
+    let agent_dir = dir.path().join("node-b");
+    let (child, lines) = switchboard_testkit::spawn_with_stdout(
+        Command::new(binary())
+            .arg("--kubeconfig")
+            .arg(sb.kubeconfig())
+            .args(["agent", "--data-dir"])
+            .arg(&agent_dir)
+            .args([
+                "--node-name",
+                "node-b",
+                "--node-address",
+                "127.1.12.1",
+                "--pod-cidr",
+                "127.200.12.0/24",
+                "--agent-listen",
+                "127.0.0.1:0",
+                "--proxy-metrics-listen",
+                "127.0.0.1:0",
+            ]),
+    )
+    .unwrap();
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            switchboard_testkit::stop_child(&mut self.0, Duration::from_secs(15));
+        }
+    }
+    let mut agent = Stop(child);
+    let ready = lines.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert!(
+        ready.starts_with("switchboard agent is up: http://") && ready.contains("/metrics"),
+        "the ready line names the agent and the proxy's metrics: {ready}"
+    );
+
+    let client = sb.client().await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let mut want = BTreeSet::new();
+    for name in ["edge-1", "edge-2"] {
+        let mut spec = json!({"containers": [agnhost_container(json!({}))]});
+        spec["nodeName"] = json!("node-b");
+        pods.create(
+            &PostParams::default(),
+            &pod(name, json!({"app": "edge"}), spec),
+        )
+        .await
+        .unwrap();
+        want.insert(name.to_owned());
+    }
+    let addr = make_service(&client, "edge").await;
+    served_by(addr, &want, Duration::from_secs(60)).await;
+
+    switchboard_testkit::stop_child(&mut agent.0, Duration::from_secs(15));
+    let err = tokio::net::TcpStream::connect(addr).await.unwrap_err();
+    assert_eq!(
+        err.kind(),
+        std::io::ErrorKind::ConnectionRefused,
+        "nothing serves the ClusterIP once the node is gone"
+    );
+}
