@@ -114,8 +114,10 @@ PIDS=()
 # --- rollout100, rss, probes: control plane + a separate agent ------------
 start server server --data-dir "$WORK/srv" --api-listen 127.0.0.1:0
 KC="$WORK/srv/kubeconfig"
+# `--proxy-mode none`: the figures are the agent's own (`switchboard agent`
+# also runs the node proxy by default; bench/proxy-rss.sh measures that).
 start agent --kubeconfig "$KC" agent --node-name bench --data-dir "$WORK/agent" \
-  --agent-listen 127.0.0.1:0 --pod-cidr 127.244.0.0/16
+  --agent-listen 127.0.0.1:0 --pod-cidr 127.244.0.0/16 --proxy-mode none
 AGENT=${PIDS[1]}
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 idle_rss=$(rss_kb "$AGENT")
