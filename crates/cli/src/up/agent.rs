@@ -210,11 +210,13 @@ pub async fn run_standalone(
     let mut proxy = None;
     if let Some(proxy_config) = proxy_config {
         let watch = switchboard_discovery::spawn(client.clone());
-        let started = super::proxy::start(proxy_config, watch.table.clone(), client).await;
-        discovery = Some(watch);
-        match started {
-            Ok(running) => proxy = Some(running),
+        match super::proxy::start(proxy_config, watch.table.clone(), client).await {
+            Ok(running) => {
+                proxy = Some(running);
+                discovery = Some(watch);
+            }
             Err(e) => {
+                watch.task.abort();
                 // The pods started so far must not outlive a failed start.
                 agent.shutdown().await.context("stopping the pods")?;
                 return Err(e);
