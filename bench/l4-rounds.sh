@@ -260,7 +260,14 @@ for mode in $modes; do
         /requests in/ { n = $1 }
         /^Requests\/sec:/ { rps = $2 }
         $1 == "99%" { p99 = $2 }
-        END { printf "%s %s %s %.0f %s %.1f\n", m, t, r, rps, p99, (n > 0 ? dt / hz * 1e6 / n : 0) }' \
+        END {
+          # wrk prints 812.00us, 1.23ms or 2.01s: p99 in ms.
+          v = p99
+          if (v ~ /us$/) { sub(/us$/, "", v); v = v / 1000 }
+          else if (v ~ /ms$/) { sub(/ms$/, "", v); v = v + 0 }
+          else if (v ~ /s$/) { sub(/s$/, "", v); v = v * 1000 }
+          else v = -1
+          printf "%s %s %s %.0f %.3f %.1f\n", m, t, r, rps, v, (n > 0 ? dt / hz * 1e6 / n : 0) }' \
         "$WORK/wrk.txt" | tee -a "$results" >&2
     done
   done
@@ -269,16 +276,17 @@ done
 echo
 echo "L4 proxy in rounds, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, own network namespace, proxies on CPU 0, wrk + backend on CPU 1, wrk -t1 -c64 -d${duration}s, $rounds round(s)"
 echo "median over rounds:"
-printf '%-10s %-16s %10s %12s %11s\n' mode target "req/s" "CPU us/req" "rounds"
+printf '%-10s %-16s %10s %10s %12s   %s\n' mode target "req/s" "p99 ms" "CPU us/req" "req/s of each round"
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-declare -A med
+declare -A med p99
 for mode in $modes; do
   for t in "${targets[@]}"; do
     m=$(awk -v m="$mode" -v t="$t" '$1 == m && $2 == t { print $4 }' "$results" | median)
     c=$(awk -v m="$mode" -v t="$t" '$1 == m && $2 == t { print $6 }' "$results" | median)
+    p=$(awk -v m="$mode" -v t="$t" '$1 == m && $2 == t { print $5 }' "$results" | median)
     all=$(awk -v m="$mode" -v t="$t" '$1 == m && $2 == t { printf "%s%s", s, $4; s = "/" }' "$results")
-    med[$mode,$t]=$m
-    printf '%-10s %-16s %10.0f %12.1f   %s\n' "$mode" "$t" "$m" "$c" "$all"
+    med[$mode,$t]=$m p99[$mode,$t]=$p
+    printf '%-10s %-16s %10.0f %10.2f %12.1f   %s\n' "$mode" "$t" "$m" "$p" "$c" "$all"
   done
 done
 echo
@@ -286,7 +294,8 @@ for mode in $modes; do
   best=haproxy
   awk -v a="${med[$mode,nginx]}" -v b="${med[$mode,haproxy]}" 'BEGIN { exit !(a > b) }' && best=nginx
   for s in "${sb_labels[@]}"; do
-    awk -v s="${med[$mode,$s]}" -v b="${med[$mode,$best]}" -v m="$mode" -v l="$s" -v n="$best" 'BEGIN {
-      printf "%s: %s / %s (the better peer, medians) = %.2fx req/s (target 1.15x)\n", m, l, n, s / b }'
+    awk -v s="${med[$mode,$s]}" -v b="${med[$mode,$best]}" -v sp="${p99[$mode,$s]}" -v bp="${p99[$mode,$best]}" \
+      -v m="$mode" -v l="$s" -v n="$best" 'BEGIN {
+      printf "%s: %s / %s (the better peer, medians) = %.2fx req/s (target 1.15x), p99 %.2f vs %.2f ms\n", m, l, n, s / b, sp, bp }'
   done
 done
