@@ -30,15 +30,19 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 build=1 duration=6 rounds=3 modes="keepalive close" habusy=0 perfdir=""
 variants=()
 args=("$@")
+value() { # flag value: the value, or a clear error when it is missing
+  [ -n "${2:-}" ] || { echo "$1 needs a value (see --help)" >&2; exit 2; }
+  printf '%s' "$2"
+}
 while [ $# -gt 0 ]; do
   case "$1" in
     --no-build) build=0 ;;
-    --duration) duration=$2; shift ;;
-    --rounds) rounds=$2; shift ;;
-    --modes) modes=$2; shift ;;
+    --duration) duration=$(value "$1" "${2:-}"); shift ;;
+    --rounds) rounds=$(value "$1" "${2:-}"); shift ;;
+    --modes) modes=$(value "$1" "${2:-}"); shift ;;
     --haproxy-busy) habusy=1 ;;
-    --perf) perfdir=$(realpath -m "$2"); shift ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    --perf) perfdir=$(realpath -m "$(value "$1" "${2:-}")"); shift ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *=*) variants+=("$1") ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
