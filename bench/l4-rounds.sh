@@ -16,18 +16,20 @@
 #
 # Usage: bench/l4-rounds.sh [--no-build] [--duration S] [--rounds N]
 #          [--modes "keepalive close"] [--haproxy-busy] [--perf DIR]
-#          [LABEL=BINARY[:FLAGS] ...]
+#          [--body BYTES] [LABEL=BINARY[:FLAGS] ...]
 # Each LABEL=BINARY[:FLAGS] is a Switchboard variant: `BINARY up` with the
 # space-separated extra FLAGS (default: one variant, switchboard=the release
 # binary). --haproxy-busy adds HAProxy with `busy-polling` as a peer
 # (reported, not counted as "the better peer": the reference config has it
 # off). --perf DIR records `perf record -e cpu-clock -g -C 0` of each run
-# into DIR. Needs root (network namespace).
+# into DIR. --body BYTES: the backend answers a body of that size (default:
+# the 10 bytes of l4.sh; up to 64 MiB) to measure bulk copies. Needs root
+# (network namespace).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
-build=1 duration=6 rounds=3 modes="keepalive close" habusy=0 perfdir=""
+build=1 duration=6 rounds=3 modes="keepalive close" habusy=0 perfdir="" body=10
 variants=()
 args=("$@")
 value() { # flag value: the value, or a clear error when it is missing
@@ -42,7 +44,8 @@ while [ $# -gt 0 ]; do
     --modes) modes=$(value "$1" "${2:-}"); shift ;;
     --haproxy-busy) habusy=1 ;;
     --perf) perfdir=$(realpath -m "$(value "$1" "${2:-}")"); shift ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    --body) body=$(value "$1" "${2:-}"); shift ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *=*) variants+=("$1") ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -52,7 +55,8 @@ done
 for m in $modes; do
   case "$m" in keepalive|close) ;; *) echo "unknown mode $m: keepalive or close" >&2; exit 2 ;; esac
 done
-case "$duration$rounds" in *[!0-9]*) echo "--duration and --rounds take whole numbers" >&2; exit 2 ;; esac
+case "$duration$rounds$body" in *[!0-9]*) echo "--duration, --rounds and --body take whole numbers" >&2; exit 2 ;; esac
+[ "$body" -ge 1 ] && [ "$body" -le 67108864 ] || { echo "--body: 1 byte to 64 MiB" >&2; exit 2; }
 [ "$duration" -ge 2 ] && [ "$duration" -le 120 ] || { echo "--duration: 2 to 120 s" >&2; exit 2; }
 [ "$rounds" -ge 1 ] && [ "$rounds" -le 20 ] || { echo "--rounds: 1 to 20" >&2; exit 2; }
 
@@ -98,6 +102,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# The backend's answer: l4.sh's 10 bytes, or --body bytes from a file.
+if [ "$body" = 10 ]; then
+  answer='return 200 "backend-1\n";'
+else
+  mkdir -p "$WORK/www"
+  head -c "$body" /dev/zero >"$WORK/www/body"
+  # nginx's workers drop root (www-data): the file must be readable to them.
+  chmod 755 "$WORK" "$WORK/www"
+  chmod 644 "$WORK/www/body"
+  answer="root $WORK/www; try_files /body =404;"
+fi
 cat >"$WORK/be.conf" <<EOF
 worker_processes 1;
 daemon off;
@@ -106,7 +121,8 @@ error_log $WORK/be.err;
 events { worker_connections 4096; }
 http {
   access_log off;
-  server { listen 127.0.0.1:9101; location / { return 200 "backend-1\n"; } }
+  sendfile on;
+  server { listen 127.0.0.1:9101; location / { $answer } }
 }
 EOF
 cat >"$WORK/nginx.conf" <<EOF
@@ -278,7 +294,7 @@ for mode in $modes; do
 done
 
 echo
-echo "L4 proxy in rounds, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, own network namespace, proxies on CPU 0, wrk + backend on CPU 1, wrk -t1 -c64 -d${duration}s, $rounds round(s)"
+echo "L4 proxy in rounds, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, own network namespace, proxies on CPU 0, wrk + backend on CPU 1, wrk -t1 -c64 -d${duration}s, $rounds round(s), body $body bytes"
 echo "median over rounds:"
 printf '%-10s %-16s %10s %10s %12s   %s\n' mode target "req/s" "p99 ms" "CPU us/req" "req/s of each round"
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
