@@ -28,6 +28,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/l4-common.sh
+. "$ROOT/bench/l4-common.sh"
 
 build=1 duration=6 rounds=3 modes="keepalive close" habusy=0 perfdir="" body=10
 variants=()
@@ -64,19 +66,9 @@ case "$duration$rounds$body" in *[!0-9]*) echo "--duration, --rounds and --body 
 # script again inside it.
 if [ -z "${SB_L4_ROUNDS_NETNS:-}" ]; then
   [ "$(id -u)" = 0 ] || { echo "needs root (it creates a network namespace)" >&2; exit 1; }
-  need=()
-  command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
-  command -v nginx >/dev/null 2>&1 || need+=(nginx)
-  [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || need+=(libnginx-mod-stream)
-  command -v wrk >/dev/null 2>&1 || need+=(wrk)
-  command -v curl >/dev/null 2>&1 || need+=(curl)
-  command -v taskset >/dev/null 2>&1 || need+=(util-linux)
-  command -v ip >/dev/null 2>&1 || need+=(iproute2)
-  [ -n "$perfdir" ] && ! command -v perf >/dev/null 2>&1 && need+=(linux-perf)
-  if [ ${#need[@]} -gt 0 ]; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2
-  fi
+  extra=()
+  [ -n "$perfdir" ] && ! command -v perf >/dev/null 2>&1 && extra+=(linux-perf)
+  l4_install_missing "${extra[@]}" || exit 1
   if [ "$build" = 1 ]; then
     echo "building the release binary ..." >&2
     (cd "$ROOT" && cargo build --release -p switchboard-cli) >&2
@@ -173,13 +165,6 @@ if [ "$habusy" = 1 ]; then
   targets+=(haproxy-busy)
 fi
 
-wait_http() { # url seconds
-  local deadline=$((SECONDS + $2))
-  until curl -fsS -o /dev/null --max-time 1 "$1" 2>/dev/null; do
-    [ $SECONDS -lt $deadline ] || return 1
-    sleep 0.1
-  done
-}
 for t in "${targets[@]}"; do
   wait_http "${url[$t]}" 10 || { echo "$t did not start" >&2; exit 1; }
 done
@@ -210,43 +195,10 @@ for v in "${variants[@]}"; do
     [ $SECONDS -lt $deadline ] && kill -0 "${pid[$label]}" 2>/dev/null || { echo "$label did not start" >&2; tail -5 "$d/log" >&2; exit 1; }
     sleep 0.1
   done
-  kc="$d/kubeconfig"
-  server=$(awk '/server:/ {print $2; exit}' "$kc")
-  token=$(awk '/token:/ {print $2; exit}' "$kc")
-  cat >"$d/web.yaml" <<EOF
-apiVersion: v1
-kind: Service
-metadata: {name: bench}
-spec:
-  selector: {app: bench}
-  ports: [{name: http, port: 80, targetPort: http}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: bench-1, labels: {app: bench}}
-spec:
-  nodeName: bench-$i
-  containers: [{name: c, image: nginx, ports: [{name: http, containerPort: 9101}]}]
-EOF
-  "$bin" --kubeconfig "$kc" apply -f "$d/web.yaml" >/dev/null
-  curl -fsS -k -o /dev/null -X PATCH -H "Authorization: Bearer $token" \
-    -H 'Content-Type: application/merge-patch+json' \
-    --data '{"status":{"podIP":"127.0.0.1","phase":"Running","conditions":[{"type":"Ready","status":"True"}]}}' \
-    "$server/api/v1/namespaces/default/pods/bench-1/status"
-  ip=$("$bin" --kubeconfig "$kc" get svc bench -o 'jsonpath={.spec.clusterIP}')
-  url[$label]="http://$ip/"
-  wait_http "${url[$label]}" 30 || { echo "$label: no answer through $ip" >&2; exit 1; }
+  url[$label]=$(l4_expose_backend "$bin" "$d/kubeconfig" "bench-$i" 9101 "$d") || { echo "$label: not serving" >&2; exit 1; }
   targets+=("$label") sb_labels+=("$label")
 done
 
-ticks() { # pid: user + system ticks of it and its children
-  local total=0 p t
-  for p in "$1" $(pgrep -P "$1" 2>/dev/null || true); do
-    t=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}') || t=0
-    total=$((total + ${t:-0}))
-  done
-  echo "$total"
-}
 HZ=$(getconf CLK_TCK)
 only() { # pid: every proxy stopped but this one
   local t

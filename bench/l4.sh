@@ -43,23 +43,9 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-need=()
-command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
-command -v nginx >/dev/null 2>&1 || need+=(nginx)
-[ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || need+=(libnginx-mod-stream)
-command -v wrk >/dev/null 2>&1 || need+=(wrk)
-command -v curl >/dev/null 2>&1 || need+=(curl)
-command -v taskset >/dev/null 2>&1 || need+=(util-linux)
-command -v ss >/dev/null 2>&1 || need+=(iproute2)
-if [ ${#need[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2
-  else
-    echo "missing: ${need[*]} (install them, or run as root on Debian)" >&2
-    exit 1
-  fi
-fi
+# shellcheck source=bench/l4-common.sh
+. "$ROOT/bench/l4-common.sh"
+l4_install_missing || exit 1
 if [ "$build" = 1 ]; then
   echo "building the release binary ..." >&2
   (cd "$ROOT" && cargo build --release -p switchboard-cli) >&2
@@ -140,14 +126,6 @@ EOF
 pids+=($!)
 proc[nginx]=$!
 
-wait_http() { # url seconds: waits until the URL answers 200
-  local deadline=$((SECONDS + $2))
-  while [ $SECONDS -lt $deadline ]; do
-    if curl -fsS -o /dev/null --max-time 1 "$1" 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  return 1
-}
 wait_http "http://127.0.0.1:$BACKEND_PORT/" 10 || { echo "backend did not start" >&2; cat "$WORK"/nginx-be.* >&2; exit 1; }
 wait_http "http://127.0.0.1:$HAPROXY_PORT/" 10 || { echo "haproxy did not start" >&2; cat "$WORK/haproxy.log" >&2; exit 1; }
 wait_http "http://127.0.0.1:$NGINX_PORT/" 10 || { echo "nginx stream did not start" >&2; cat "$WORK"/nginx-px.* >&2; exit 1; }
@@ -182,35 +160,7 @@ start_switchboard() {
     [ $SECONDS -lt $deadline ] && kill -0 $sb_pid 2>/dev/null || { echo "switchboard did not start" >&2; tail -5 "$WORK/sb.log" >&2; return 1; }
     sleep 0.1
   done
-  local kc="$WORK/sb/kubeconfig"
-  local server token
-  server=$(awk '/server:/ {print $2; exit}' "$kc")
-  token=$(awk '/token:/ {print $2; exit}' "$kc")
-  cat >"$WORK/web.yaml" <<EOF
-apiVersion: v1
-kind: Service
-metadata: {name: bench}
-spec:
-  selector: {app: bench}
-  ports: [{name: http, port: 80, targetPort: http}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: bench-1, labels: {app: bench}}
-spec:
-  nodeName: bench-node
-  containers: [{name: c, image: nginx, ports: [{name: http, containerPort: $BACKEND_PORT}]}]
-EOF
-  "$SB" --kubeconfig "$kc" apply -f "$WORK/web.yaml" >&2 || return 1
-  curl -fsS -k -o /dev/null -X PATCH -H "Authorization: Bearer $token" \
-    -H 'Content-Type: application/merge-patch+json' \
-    --data '{"status":{"podIP":"127.0.0.1","phase":"Running","conditions":[{"type":"Ready","status":"True"}]}}' \
-    "$server/api/v1/namespaces/default/pods/bench-1/status" || return 1
-  local ip
-  ip=$("$SB" --kubeconfig "$kc" get svc bench -o 'jsonpath={.spec.clusterIP}') || return 1
-  case "$ip" in 127.*) ;; *) echo "ClusterIP $ip is not on loopback; not dialing it" >&2; return 1 ;; esac
-  wait_http "http://$ip/" 30 || { echo "no answer through the ClusterIP $ip" >&2; return 1; }
-  sb_url="http://$ip/"
+  sb_url=$(l4_expose_backend "$SB" "$WORK/sb/kubeconfig" bench-node $BACKEND_PORT "$WORK") || return 1
 }
 if start_switchboard; then
   echo "switchboard: proxying $sb_url" >&2
@@ -218,18 +168,6 @@ else
   echo "switchboard: skipped (proxy not available)"
 fi
 
-# CPU ticks (user + system, of the process and its children: nginx's
-# worker) since the process started.
-ticks() { # pid
-  local total=0 p t
-  for p in "$1" $(pgrep -P "$1" 2>/dev/null || true); do
-    # Fields 14 and 15 of /proc/PID/stat; the name (field 2) may hold
-    # spaces, so count from after its closing parenthesis.
-    t=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}') || t=0
-    total=$((total + ${t:-0}))
-  done
-  echo "$total"
-}
 HZ=$(getconf CLK_TCK)
 
 # wrk: prints "req_per_s p50_ms p99_ms errors cpu_us_per_request".
